@@ -46,8 +46,15 @@ class ImageProvider(abc.ABC):
     """True when a job can be found by the row key after an ambiguous submit (ToAPIs)."""
 
     @abc.abstractmethod
-    async def submit(self, request: ImageRequest, *, reference_urls: list[str] | None = None) -> ImageJob:
-        """Send one paid request. `reference_urls` replaces local references already uploaded.
+    async def submit(
+        self,
+        request: ImageRequest,
+        *,
+        reference_urls: list[str] | None = None,
+        client_business_id: str | None = None,
+    ) -> ImageJob:
+        """Send one paid request. `reference_urls` replaces local references already uploaded;
+        `client_business_id` (default: the row key) is what a later `find_job` looks the job up by.
 
         Raises `AmbiguousSubmitError` when the request was sent and no answer came back."""
 
@@ -55,8 +62,8 @@ class ImageProvider(abc.ABC):
     async def get_job(self, job_id: str) -> ImageJob:
         """The job's current state."""
 
-    async def find_job(self, row_key: str) -> ImageJob | None:
-        """The job submitted for `row_key` (ToAPIs `client_business_id`), or None if there is none."""
+    async def find_job(self, client_business_id: str) -> ImageJob | None:
+        """The job submitted with `client_business_id` (ToAPIs), or None if there is none."""
         return None
 
     @abc.abstractmethod
