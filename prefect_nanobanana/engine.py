@@ -28,6 +28,7 @@ from .catalog import estimate_price
 from .errors import (
     ERROR_CLASSES,
     AmbiguousSubmitError,
+    BudgetExceededError,
     Disposition,
     InsufficientBalanceError,
     JobTimedOutError,
@@ -297,6 +298,10 @@ class RowEngine:
             self._existing_files = set(self.location.list_files())
         return self._records
 
+    def records(self) -> dict[str, RowRecord]:
+        """Every journal record of the location as this engine last saw or wrote it."""
+        return dict(self._load_state())
+
     def _save(self, row: _Row, **changes: object) -> RowRecord:
         row.record = self.journal.write(row.record, flow_run_id=self.flow_run_id, **changes)
         self._load_state()[row.record.row_key] = row.record
@@ -379,7 +384,7 @@ class RowEngine:
                 )
             )
         try:
-            job = await self._job_for(row)
+            job = await self._job_for_row(row)
             if job is None:
                 return self._notify(row.record)
             return self._notify(await self._finish(row, job))
@@ -405,7 +410,16 @@ class RowEngine:
             )
             row.reserved = 0.0
 
-    async def _job_for(self, row: _Row) -> ImageJob | None:
+    async def job_for(self, work: RowWork) -> ImageJob:
+        """The job for one row (already submitted, found by lookup, or newly submitted), recorded in
+        the journal; raises when the row cannot be submitted (invalid, over budget, stopped)."""
+        row = self._start(work)
+        job = await self._job_for_row(row)
+        if job is None:
+            raise BudgetExceededError(row.record.error or "not submitted", provider=work.request.provider)
+        return job
+
+    async def _job_for_row(self, row: _Row) -> ImageJob | None:
         """The row's job: the one already submitted, one found by lookup, or a new paid one (None when
         the row must not be submitted: over budget, or submissions stopped)."""
         record, req = row.record, row.work.request
