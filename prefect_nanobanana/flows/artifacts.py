@@ -1,0 +1,147 @@
+"""What a run shows in the Prefect UI: progress, a summary table, a gallery, the invalid rows."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import html
+import io
+import logging
+import time
+from typing import Any
+from uuid import UUID
+
+import pandas as pd
+from PIL import Image
+from prefect.artifacts import (
+    acreate_markdown_artifact,
+    acreate_progress_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
+)
+
+from ..errors import RowProblem
+from ..journal import RowRecord
+from ..manifest import Summary
+from ..storage import OutputLocation
+
+logger = logging.getLogger("prefect_nanobanana.artifacts")
+
+GALLERY_MAX_IMAGES = 48
+GALLERY_THUMB_PX = 128
+GALLERY_MAX_BYTES = 400_000
+
+
+def artifact_key(prefix: str, suffix: str) -> str:
+    """Artifact keys may hold only lowercase letters, numbers and dashes."""
+    raw = f"{prefix}-{suffix}".lower()
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in raw).strip("-")[:100] or "image-set"
+
+
+class ProgressReporter:
+    """Keeps a progress artifact up to date as rows finish, at most once per `interval` seconds, so a
+    large table does not flood the API; the final update is always sent."""
+
+    def __init__(self, total: int, key: str, *, interval: float = 2.0) -> None:
+        self.total = max(total, 1)
+        self.key = key
+        self.interval = interval
+        self.done = 0
+        self.failed = 0
+        self._artifact_id: UUID | None = None
+        self._last = 0.0
+        self._pending: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._artifact_id = await acreate_progress_artifact(
+            progress=0.0, key=self.key, description=f"Images finished out of {self.total} rows"
+        )
+        self._last = time.monotonic()
+
+    def on_record(self, record: RowRecord) -> None:
+        self.done += 1
+        if record.status != "succeeded":
+            self.failed += 1
+        now = time.monotonic()
+        if now - self._last >= self.interval and (self._pending is None or self._pending.done()):
+            self._last = now
+            self._pending = asyncio.ensure_future(self._send())
+
+    async def _send(self) -> None:
+        if self._artifact_id is None:
+            return
+        try:
+            await aupdate_progress_artifact(self._artifact_id, progress=min(100.0, 100.0 * self.done / self.total))
+        except Exception:  # progress is best effort; the manifest is the record
+            logger.debug("progress update failed", exc_info=True)
+
+    async def finish(self) -> None:
+        if self._pending is not None:
+            await asyncio.gather(self._pending, return_exceptions=True)
+        await self._send()
+
+
+async def publish_problems(problems: list[RowProblem], key: str) -> None:
+    await acreate_table_artifact(
+        table=[p.to_dict() for p in problems],
+        key=key,
+        description=f"{len({p.row for p in problems})} invalid row(s): row number, column and reason",
+    )
+
+
+async def publish_summary(summary: Summary, key: str, *, dry_run: bool = False, estimate: dict[str, Any] | None = None) -> None:
+    rows: list[dict[str, Any]] = [{"metric": "rows", "value": summary.rows}]
+    rows += [{"metric": f"status: {status}", "value": n} for status, n in sorted(summary.by_status.items())]
+    rows += [
+        {"metric": "spent (USD)", "value": round(summary.spent_usd, 4)},
+        {"metric": "paid submissions", "value": summary.paid_submissions},
+        {"metric": "already done (skipped)", "value": summary.skipped_done},
+        {"metric": "duplicate rows", "value": summary.duplicates},
+        {"metric": "seconds", "value": round(summary.seconds, 1)},
+        {"metric": "manifest", "value": summary.manifest or ""},
+        {"metric": "contact sheet", "value": summary.index_html or ""},
+    ]
+    if estimate:
+        rows += [{"metric": f"estimate: {k}", "value": v} for k, v in estimate.items()]
+    await acreate_table_artifact(
+        table=rows, key=key, description=("Dry run: nothing was submitted. " if dry_run else "") + summary.text()
+    )
+
+
+def _thumbnail_data_uri(data: bytes) -> str:
+    with Image.open(io.BytesIO(data)) as image:
+        image.draft("RGB", (GALLERY_THUMB_PX * 2, GALLERY_THUMB_PX * 2))
+        image = image.convert("RGB")
+        image.thumbnail((GALLERY_THUMB_PX, GALLERY_THUMB_PX))
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=70)
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def gallery_markdown(frame: pd.DataFrame, location: OutputLocation) -> str:
+    """Small inline thumbnails with their prompts, capped in count and size so the UI stays fast."""
+    lines = ["| # | image | prompt | model |", "|---|---|---|---|"]
+    used = 0
+    shown = 0
+    for line in frame.itertuples(index=False):
+        if line.status != "succeeded" or not isinstance(line.image_path, str):
+            continue
+        if shown >= GALLERY_MAX_IMAGES or used >= GALLERY_MAX_BYTES:
+            break
+        rel = line.image_path.removeprefix(location.url + "/")
+        try:
+            uri = _thumbnail_data_uri(location.read_bytes(rel))
+        except Exception:
+            continue
+        used += len(uri)
+        shown += 1
+        prompt = html.escape(str(line.prompt or ""))[:160].replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {line.row} | ![row {line.row}]({uri}) | {prompt} | {line.model} {line.aspect_ratio or ''} {line.resolution or ''} |")
+    total = int((frame["status"] == "succeeded").sum())
+    head = f"### Gallery\n\n{shown} of {total} images shown; all of them are in `{location.url}` (see `index.html`).\n\n"
+    return head + "\n".join(lines)
+
+
+async def publish_gallery(frame: pd.DataFrame, location: OutputLocation, key: str) -> None:
+    markdown = await asyncio.to_thread(gallery_markdown, frame, location)
+    await acreate_markdown_artifact(markdown=markdown, key=key, description="Thumbnails of the generated images")
