@@ -25,7 +25,8 @@ class ToAPIsCredentials(CredentialsBlock):
     Example:
         Load stored credentials and generate one image:
         ```python
-        from prefect_nanobanana import ImageRequest, ToAPIsCredentials
+        from prefect_nanobanana import ImageRequest
+        from prefect_nanobanana import ToAPIsCredentials
 
         credentials = ToAPIsCredentials.load("BLOCK_NAME")
         async with credentials.get_client() as client:
@@ -108,7 +109,8 @@ class TTAPICredentials(CredentialsBlock):
     Example:
         Load stored credentials and generate one image:
         ```python
-        from prefect_nanobanana import ImageRequest, TTAPICredentials
+        from prefect_nanobanana import ImageRequest
+        from prefect_nanobanana import TTAPICredentials
 
         credentials = TTAPICredentials.load("BLOCK_NAME")
         async with credentials.get_client() as client:
