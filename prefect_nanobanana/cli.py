@@ -15,7 +15,9 @@ import os
 import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, cast
+
+from pydantic import SecretStr
 
 from .catalog import PROVIDERS, RESOLUTIONS, all_model_names
 from .engine import EngineSettings
@@ -31,10 +33,14 @@ ENV_KEYS = {"toapis": "TOAPIS_API_KEY", "ttapi": "TTAPI_API_KEY"}
 
 def _add_table_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("table", help="CSV, Parquet, JSON or JSONL file, or an fsspec URL")
-    p.add_argument("--provider", choices=PROVIDERS, default="toapis", help="provider for rows without a provider column")
+    p.add_argument(
+        "--provider", choices=PROVIDERS, default="toapis", help="provider for rows without a provider column"
+    )
     p.add_argument("--out", default="out/images", help="output directory or fsspec URL")
     p.add_argument("--base-url", help="override the providers' base URL (e.g. the emulator)")
-    p.add_argument("--credentials-block", help="name of a saved credentials block (else TOAPIS_API_KEY / TTAPI_API_KEY)")
+    p.add_argument(
+        "--credentials-block", help="name of a saved credentials block (else TOAPIS_API_KEY / TTAPI_API_KEY)"
+    )
     p.add_argument("--model", choices=all_model_names(), metavar="MODEL", help="default model (id or alias)")
     p.add_argument("--aspect-ratio", help="default aspect ratio, e.g. 16:9")
     p.add_argument("--resolution", choices=[*RESOLUTIONS, "512"], help="default resolution")
@@ -61,16 +67,31 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the generate-image-set flow as a deployment (no work pool)")
     serve.add_argument("--name", default="nanobanana-serve")
     serve.add_argument("--cron", help="optional schedule, e.g. '0 2 * * *'")
-    man = sub.add_parser("manifest", help="recompile manifest.parquet, manifest.csv and index.html of an output")
+    man = sub.add_parser(
+        "manifest", help="recompile manifest.parquet, manifest.csv and index.html of an output"
+    )
     man.add_argument("out")
     return parser
 
 
 def _options(args: argparse.Namespace) -> ImageSetOptions:
-    defaults = {k: v for k, v in {"model": args.model, "aspect_ratio": args.aspect_ratio, "resolution": args.resolution}.items() if v}
+    defaults = {
+        k: v
+        for k, v in {
+            "model": args.model,
+            "aspect_ratio": args.aspect_ratio,
+            "resolution": args.resolution,
+        }.items()
+        if v
+    }
     return ImageSetOptions(
-        provider=args.provider, output=args.out, defaults=defaults, prompt_template=args.prompt_template,
-        name_template=args.name_template, reference_base_dir=args.reference_base_dir, on_invalid=args.on_invalid,
+        provider=args.provider,
+        output=args.out,
+        defaults=defaults,
+        prompt_template=args.prompt_template,
+        name_template=args.name_template,
+        reference_base_dir=args.reference_base_dir,
+        on_invalid=args.on_invalid,
     )
 
 
@@ -79,12 +100,14 @@ def _client(provider: str, args: argparse.Namespace) -> ImageProvider:
 
     cls = CREDENTIALS_BY_PROVIDER[provider]
     if args.credentials_block:
-        creds = cls.load(args.credentials_block)
+        creds = cast(Any, cls.load(args.credentials_block))
     else:
         key = os.environ.get(ENV_KEYS[provider])
         if not key:
-            raise SystemExit(f"nanobanana: set {ENV_KEYS[provider]} or pass --credentials-block for {provider} rows")
-        creds = cls(api_key=key)  # type: ignore[call-arg]
+            raise SystemExit(
+                f"nanobanana: set {ENV_KEYS[provider]} or pass --credentials-block for {provider} rows"
+            )
+        creds = cls(api_key=SecretStr(key))
     if args.base_url:
         creds = creds.model_copy(update={"base_url": args.base_url})
     return creds.get_client()  # type: ignore[no-any-return]
@@ -99,8 +122,14 @@ class _Progress:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self._bar = Progress(TextColumn("images"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
-                                 TimeElapsedColumn(), transient=False)
+            self._bar = Progress(
+                TextColumn("images"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[failed]} failed"),
+                TimeElapsedColumn(),
+                transient=False,
+            )
             self._task = self._bar.add_task("images", total=total, failed=0)
 
     def __enter__(self) -> _Progress:
@@ -132,13 +161,22 @@ async def _generate(args: argparse.Namespace, dry_run: bool) -> int:
     if dry_run:
         print(json.dumps(estimate_plan(plan, location), indent=2))
         return EXIT_OK
-    settings = EngineSettings(max_concurrency=args.max_concurrency, max_cost=args.max_cost, max_resubmits=args.max_resubmits)
+    settings = EngineSettings(
+        max_concurrency=args.max_concurrency, max_cost=args.max_cost, max_resubmits=args.max_resubmits
+    )
     async with AsyncExitStack() as stack:
         clients = {p: await stack.enter_async_context(_client(p, args)) for p in plan.providers()}
         with _Progress(len(plan.rows), not getattr(args, "no_progress", False)) as progress:
             outcome = await run_image_set(plan, clients, location, settings, listener=progress.on_record)
-    summary, _ = finish_image_set(plan, location, outcome.records, paid_submissions=outcome.paid_submissions,
-                                  seconds=outcome.seconds, skipped_done=outcome.skipped_done, spent_usd=outcome.spent_usd)
+    summary, _ = finish_image_set(
+        plan,
+        location,
+        outcome.records,
+        paid_submissions=outcome.paid_submissions,
+        seconds=outcome.seconds,
+        skipped_done=outcome.skipped_done,
+        spent_usd=outcome.spent_usd,
+    )
     print(summary.text())
     print(f"manifest: {summary.manifest}\ncontact sheet: {summary.index_html}")
     if outcome.stop_error is not None:

@@ -232,8 +232,8 @@ class RequestValidationError(NanoBananaError):
             {"field": self.field, "value": self.value, "allowed": self.allowed},
         )
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+    def __setstate__(self, state: dict[str, Any] | None) -> None:  # type: ignore[override]
+        self.__dict__.update(state or {})
 
 
 class TableValidationError(NanoBananaError, ValueError):
@@ -255,8 +255,8 @@ class TableValidationError(NanoBananaError, ValueError):
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.problems,), {"total_rows": self.total_rows})
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+    def __setstate__(self, state: dict[str, Any] | None) -> None:  # type: ignore[override]
+        self.__dict__.update(state or {})
 
 
 class RowProblem:

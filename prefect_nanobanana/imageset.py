@@ -103,11 +103,17 @@ def plan_image_set(table: TableSource, options: ImageSetOptions) -> ImageSetPlan
         on_invalid=options.on_invalid,
     )
     plan.raise_if_invalid()
-    rows = [r for r in plan.rows if options.row_range is None or options.row_range[0] <= r.row < options.row_range[1]]
+    rows = [
+        r
+        for r in plan.rows
+        if options.row_range is None or options.row_range[0] <= r.row < options.row_range[1]
+    ]
     return ImageSetPlan(plan, rows, options)
 
 
-def estimate_plan(plan: ImageSetPlan, location: OutputLocation, price_overrides: dict[str, float] | None = None) -> dict[str, Any]:
+def estimate_plan(
+    plan: ImageSetPlan, location: OutputLocation, price_overrides: dict[str, float] | None = None
+) -> dict[str, Any]:
     """What a run would do and cost: rows already done are free. Makes no provider call."""
     done = RowJournal(location).load_all()
     existing = set(location.list_files())
@@ -116,8 +122,11 @@ def estimate_plan(plan: ImageSetPlan, location: OutputLocation, price_overrides:
     already = 0
     for row in plan.rows:
         record = done.get(row.request.row_key)
-        if record and record.status == "succeeded" and record.image_path and any(
-            record.image_path.endswith("/" + f) for f in existing if f.startswith(row.name)
+        if (
+            record
+            and record.status == "succeeded"
+            and record.image_path
+            and any(record.image_path.endswith("/" + f) for f in existing if f.startswith(row.name))
         ):
             already += 1
             continue
@@ -138,9 +147,17 @@ def planned_records(plan: ImageSetPlan) -> list[RowRecord]:
     """Manifest lines for a dry run: every valid row as `planned` with its estimated cost."""
     return [
         RowRecord(
-            row=r.row, row_key=r.request.row_key, name=r.name, prompt=r.request.prompt, provider=r.request.provider,
-            model=r.request.model, aspect_ratio=r.request.aspect_ratio, resolution=r.request.resolution,
-            status="planned", cost=estimate_price(r.request.spec, r.request.resolution), cost_source="estimated",
+            row=r.row,
+            row_key=r.request.row_key,
+            name=r.name,
+            prompt=r.request.prompt,
+            provider=r.request.provider,
+            model=r.request.model,
+            aspect_ratio=r.request.aspect_ratio,
+            resolution=r.request.resolution,
+            status="planned",
+            cost=estimate_price(r.request.spec, r.request.resolution),
+            cost_source="estimated",
         )
         for r in plan.rows
     ]
@@ -195,7 +212,11 @@ async def run_image_set(
         work = [RowWork(r.request, r.name, r.row) for r in plan.rows if r.request.provider == provider]
         client = clients[provider]
         engine = RowEngine(
-            client, location, settings, listener=listener, flow_run_id=flow_run_id,
+            client,
+            location,
+            settings,
+            listener=listener,
+            flow_run_id=flow_run_id,
             reference_uploader=reference_uploader(client),
         )
         engines.append((engine, work))

@@ -10,9 +10,10 @@ The manifests (`manifest.py`) are compiled from these records.
 
 from __future__ import annotations
 
+import builtins
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,7 +56,7 @@ class RowRecord(BaseModel):
     sha256: str | None = None
     width: int | None = None
     height: int | None = None
-    bytes: int | None = None
+    bytes: Optional[int] = None
     cost: float | None = None
     cost_source: Literal["reported", "estimated"] | None = None
     error_type: str | None = None
@@ -65,7 +66,7 @@ class RowRecord(BaseModel):
     updated_at: datetime = Field(default_factory=utcnow)
     flow_run_id: str | None = None
 
-    def to_json(self) -> bytes:
+    def to_json(self) -> builtins.bytes:
         return self.model_dump_json(exclude_none=False).encode("utf-8")
 
 

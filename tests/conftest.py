@@ -18,7 +18,6 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
-
 from nb_testing import FAKE_KEY  # noqa: E402,F401
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nb_testing import FAKE_KEY
 from PIL import Image
 
 from prefect_nanobanana.engine import EngineSettings, RetryPolicy, RowEngine, RowWork, RunStopped
@@ -25,14 +26,20 @@ from prefect_nanobanana.providers.toapis import ToAPIsClient
 from prefect_nanobanana.providers.ttapi import TTAPIClient
 from prefect_nanobanana.storage import OutputLocation
 
-from nb_testing import FAKE_KEY
-
 FAST_POLL = PollPolicy(first_delay=0.1, min_interval=0.1, max_interval=0.2, deadline=30)
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.2)
 
 
 def toapis(emu: Any) -> ToAPIsClient:
-    return ToAPIsClient(FAKE_KEY, emu.url, poll=FAST_POLL, submit_rate=1000, submit_burst=1000, query_rate=1000, query_burst=1000)
+    return ToAPIsClient(
+        FAKE_KEY,
+        emu.url,
+        poll=FAST_POLL,
+        submit_rate=1000,
+        submit_burst=1000,
+        query_rate=1000,
+        query_burst=1000,
+    )
 
 
 def ttapi(emu: Any) -> TTAPIClient:
@@ -42,14 +49,20 @@ def ttapi(emu: Any) -> TTAPIClient:
 def rows(n: int, provider: str = "toapis", prefix: str = "a banana") -> list[RowWork]:
     model = "gemini-3.1-flash-image-preview"
     return [
-        RowWork(ImageRequest(provider=provider, prompt=f"{prefix} #{i}", model=model, aspect_ratio="16:9"), f"img-{i:03d}", i + 1)
+        RowWork(
+            ImageRequest(provider=provider, prompt=f"{prefix} #{i}", model=model, aspect_ratio="16:9"),
+            f"img-{i:03d}",
+            i + 1,
+        )
         for i in range(n)
     ]
 
 
 async def run(emu: Any, out: Path, work: list[RowWork], *, client: Any = None, **settings: Any) -> list[Any]:
     async with client or toapis(emu) as c:
-        engine = RowEngine(c, OutputLocation(out), EngineSettings(retry=FAST_RETRY, poll=FAST_POLL, **settings))
+        engine = RowEngine(
+            c, OutputLocation(out), EngineSettings(retry=FAST_RETRY, poll=FAST_POLL, **settings)
+        )
         return await engine.run(work)
 
 
@@ -111,8 +124,12 @@ async def test_poll_5xx_retries_then_succeeds(emulator: Any, out_dir: Path) -> N
     assert emulator.ledger()["paid"] == 1
 
 
-@pytest.mark.parametrize("status,error_type", [(401, "AuthenticationError"), (402, "InsufficientBalanceError")])
-async def test_auth_and_balance_stop_at_once_without_retry(emulator: Any, out_dir: Path, status: int, error_type: str) -> None:
+@pytest.mark.parametrize(
+    "status,error_type", [(401, "AuthenticationError"), (402, "InsufficientBalanceError")]
+)
+async def test_auth_and_balance_stop_at_once_without_retry(
+    emulator: Any, out_dir: Path, status: int, error_type: str
+) -> None:
     emulator.set_faults(submit_error={"status": status})
     work = rows(6)
     if status == 401:
@@ -192,16 +209,40 @@ async def test_ttapi_dropped_answer_is_not_paid_twice_by_default(emulator: Any, 
     again = await run(emulator, out_dir, rows(1, provider="ttapi"), client=ttapi(emulator))
     assert again[0].status == "failed"  # still not resent: the policy is explicit
     assert emulator.ledger()["paid"] == 1
-    resent = await run(emulator, out_dir, rows(1, provider="ttapi"), client=ttapi(emulator), ambiguous_without_lookup="resubmit")
+    resent = await run(
+        emulator,
+        out_dir,
+        rows(1, provider="ttapi"),
+        client=ttapi(emulator),
+        ambiguous_without_lookup="resubmit",
+    )
     assert resent[0].status == "succeeded"
     assert emulator.ledger()["paid"] == 2
 
 
 def _cli(emu: Any, table: Path, out: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "prefect_nanobanana.cli", "generate", str(table), "--provider", "toapis",
-         "--out", str(out), "--base-url", emu.url, "--model", "nano-banana-2", "--no-progress", "--max-concurrency", "8"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "prefect_nanobanana.cli",
+            "generate",
+            str(table),
+            "--provider",
+            "toapis",
+            "--out",
+            str(out),
+            "--base-url",
+            emu.url,
+            "--model",
+            "nano-banana-2",
+            "--no-progress",
+            "--max-concurrency",
+            "8",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -224,7 +265,7 @@ def test_sigkill_between_submit_and_download_then_rerun_pays_each_row_once(tmp_p
         journal = RowJournal(OutputLocation(out)).load_all()
         assert {r.status for r in journal.values()} <= {"submitting", "submitted"}
         rerun = _cli(emu, table, out, env)
-        stdout, stderr = rerun.communicate(timeout=120)
+        _stdout, stderr = rerun.communicate(timeout=120)
         assert rerun.returncode == 0, stderr.decode()
         ledger = emu.ledger()
     assert ledger["paid"] == 8

@@ -44,13 +44,22 @@ def table_rows(n: int, **extra: Any) -> list[dict[str, Any]]:
     return [{"prompt": f"a ripe banana number {i}", **extra} for i in range(n)]
 
 
-async def test_all_rows_succeed_with_manifests_contact_sheet_and_artifacts(emulator: Any, tmp_path: Path) -> None:
-    rows = table_rows(3) + [{"prompt": "a banana on TTAPI", "provider": "ttapi", "model": "nano-banana-2", "aspect_ratio": "4:1"}]
+async def test_all_rows_succeed_with_manifests_contact_sheet_and_artifacts(
+    emulator: Any, tmp_path: Path
+) -> None:
+    rows = [
+        *table_rows(3),
+        {"prompt": "a banana on TTAPI", "provider": "ttapi", "model": "nano-banana-2", "aspect_ratio": "4:1"},
+    ]
     table = write_table(tmp_path / "t.csv", rows)
     out = tmp_path / "out"
     summary = await generate_image_set(
-        table=str(table), output=str(out), toapis_credentials=toapis_block(emulator), base_url=emulator.url,
-        model="nano-banana-2", aspect_ratio="16:9",
+        table=str(table),
+        output=str(out),
+        toapis_credentials=toapis_block(emulator),
+        base_url=emulator.url,
+        model="nano-banana-2",
+        aspect_ratio="16:9",
     )
     assert summary["by_status"] == {"succeeded": 4}
     manifest = pd.read_parquet(out / "manifest.parquet")
@@ -73,12 +82,16 @@ async def test_all_rows_succeed_with_manifests_contact_sheet_and_artifacts(emula
     assert gallery and "data:image/jpeg;base64," in str(gallery[-1].data)
 
 
-async def test_mixed_failures_are_recorded_and_fail_the_run_after_the_manifest(emulator: Any, tmp_path: Path) -> None:
+async def test_mixed_failures_are_recorded_and_fail_the_run_after_the_manifest(
+    emulator: Any, tmp_path: Path
+) -> None:
     emulator.set_faults(content_policy={"match": "forbidden", "at": "task"})
-    rows = table_rows(3) + [{"prompt": "a forbidden banana"}]
+    rows = [*table_rows(3), {"prompt": "a forbidden banana"}]
     out = tmp_path / "out"
     with pytest.raises(ImageSetIncomplete, match="1 row"):
-        await generate_image_set(table=rows, output=str(out), toapis_credentials=toapis_block(emulator), model="nano-banana-2")
+        await generate_image_set(
+            table=rows, output=str(out), toapis_credentials=toapis_block(emulator), model="nano-banana-2"
+        )
     manifest = pd.read_parquet(out / "manifest.parquet")
     assert sorted(manifest["status"]) == ["failed", "succeeded", "succeeded", "succeeded"]
     failed = manifest[manifest["status"] == "failed"].iloc[0]
@@ -88,8 +101,12 @@ async def test_mixed_failures_are_recorded_and_fail_the_run_after_the_manifest(e
 async def test_budget_stops_submitting_and_marks_rows_over_budget(emulator: Any, tmp_path: Path) -> None:
     out = tmp_path / "out"
     summary = await generate_image_set(
-        table=table_rows(6), output=str(out), toapis_credentials=toapis_block(emulator), model="nano-banana-2",
-        max_cost=0.1, max_concurrency=1,
+        table=table_rows(6),
+        output=str(out),
+        toapis_credentials=toapis_block(emulator),
+        model="nano-banana-2",
+        max_cost=0.1,
+        max_concurrency=1,
     )
     assert summary["by_status"] == {"succeeded": 4, "over_budget": 2}  # $0.025 each at 1K
     assert summary["spent_usd"] <= 0.1
@@ -98,8 +115,12 @@ async def test_budget_stops_submitting_and_marks_rows_over_budget(emulator: Any,
 
 async def test_dry_run_validates_and_estimates_without_paying(emulator: Any, tmp_path: Path) -> None:
     summary = await generate_image_set(
-        table=table_rows(5), output=str(tmp_path / "out"), toapis_credentials=toapis_block(emulator),
-        model="nano-banana-pro", resolution="4K", dry_run=True,
+        table=table_rows(5),
+        output=str(tmp_path / "out"),
+        toapis_credentials=toapis_block(emulator),
+        model="nano-banana-pro",
+        resolution="4K",
+        dry_run=True,
     )
     assert summary["dry_run"] is True
     assert summary["estimate"]["to_submit"] == 5
@@ -117,7 +138,9 @@ async def test_bad_table_is_reported_whole_before_any_paid_call(emulator: Any, t
         {"prompt": "fine too", "model": "nano-banana", "resolution": "4K"},
     ]
     with pytest.raises(TableValidationError) as info:
-        await generate_image_set(table=rows, output=str(tmp_path / "out"), toapis_credentials=toapis_block(emulator))
+        await generate_image_set(
+            table=rows, output=str(tmp_path / "out"), toapis_credentials=toapis_block(emulator)
+        )
     text = str(info.value)
     for row, column in [(2, "prompt"), (3, "aspect_ratio"), (4, "model"), (5, "resolution")]:
         assert f"row {row}, column '{column}'" in text, text
@@ -126,11 +149,17 @@ async def test_bad_table_is_reported_whole_before_any_paid_call(emulator: Any, t
     assert not (tmp_path / "out" / "manifest.parquet").exists()
 
 
-async def test_skip_invalid_rows_runs_the_rest_and_lists_them_as_invalid(emulator: Any, tmp_path: Path) -> None:
-    rows = table_rows(2) + [{"prompt": "bad ratio", "aspect_ratio": "7:3"}]
+async def test_skip_invalid_rows_runs_the_rest_and_lists_them_as_invalid(
+    emulator: Any, tmp_path: Path
+) -> None:
+    rows = [*table_rows(2), {"prompt": "bad ratio", "aspect_ratio": "7:3"}]
     out = tmp_path / "out"
     summary = await generate_image_set(
-        table=rows, output=str(out), toapis_credentials=toapis_block(emulator), model="nano-banana-2", on_invalid="skip",
+        table=rows,
+        output=str(out),
+        toapis_credentials=toapis_block(emulator),
+        model="nano-banana-2",
+        on_invalid="skip",
     )
     assert summary["by_status"] == {"succeeded": 2, "invalid": 1}
     manifest = pd.read_csv(out / "manifest.csv")
@@ -140,7 +169,9 @@ async def test_skip_invalid_rows_runs_the_rest_and_lists_them_as_invalid(emulato
 async def test_duplicate_rows_are_generated_once(emulator: Any, tmp_path: Path) -> None:
     rows = table_rows(2) + table_rows(1)
     out = tmp_path / "out"
-    summary = await generate_image_set(table=rows, output=str(out), toapis_credentials=toapis_block(emulator), model="nano-banana-2")
+    summary = await generate_image_set(
+        table=rows, output=str(out), toapis_credentials=toapis_block(emulator), model="nano-banana-2"
+    )
     assert emulator.ledger()["paid"] == 2
     manifest = pd.read_parquet(out / "manifest.parquet")
     assert len(manifest) == 3 and summary["duplicates"] == 1
@@ -148,7 +179,9 @@ async def test_duplicate_rows_are_generated_once(emulator: Any, tmp_path: Path) 
     assert dup["image_path"] == manifest[manifest["row"] == dup["duplicate_of"]].iloc[0]["image_path"]
 
 
-def _subprocess_flow(emu: Any, table: Path, out: Path, home: Path, kill_after_paid: int | None = None) -> subprocess.CompletedProcess[str] | None:
+def _subprocess_flow(
+    emu: Any, table: Path, out: Path, home: Path, kill_after_paid: int | None = None
+) -> subprocess.CompletedProcess[str] | None:
     """Run the flow in another process with its own Prefect home, against this session's API."""
     from prefect.settings import PREFECT_API_URL
 
@@ -158,7 +191,12 @@ def _subprocess_flow(emu: Any, table: Path, out: Path, home: Path, kill_after_pa
         f"asyncio.run(generate_image_set(table={str(table)!r}, output={str(out)!r}, base_url={emu.url!r}, "
         "model='nano-banana-2', max_concurrency=4))\n"
     )
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": str(PREFECT_API_URL.value()), "TOAPIS_API_KEY": FAKE_KEY}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "TOAPIS_API_KEY": FAKE_KEY,
+    }
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -181,16 +219,25 @@ async def test_resume_after_a_crash_mid_run_pays_each_row_once(emulator: Any, tm
     emulator.set_faults(download_error={"status": 500})
     out = tmp_path / "out"
     with pytest.raises(ImageSetIncomplete):
-        await generate_image_set(table=table_rows(3), output=str(out), toapis_credentials=toapis_block(emulator), model="nano-banana-2")
+        await generate_image_set(
+            table=table_rows(3),
+            output=str(out),
+            toapis_credentials=toapis_block(emulator),
+            model="nano-banana-2",
+        )
     journal = RowJournal(OutputLocation(out)).load_all()
     assert all(r.job_id for r in journal.values())
     emulator.set_faults(download_error=[])
-    summary = await generate_image_set(table=table_rows(3), output=str(out), toapis_credentials=toapis_block(emulator), model="nano-banana-2")
+    summary = await generate_image_set(
+        table=table_rows(3), output=str(out), toapis_credentials=toapis_block(emulator), model="nano-banana-2"
+    )
     assert summary["by_status"] == {"succeeded": 3}
     assert emulator.ledger()["paid"] == 3
 
 
-async def test_output_to_s3_on_a_moto_server(emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_output_to_s3_on_a_moto_server(
+    emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from moto.server import ThreadedMotoServer
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -206,8 +253,11 @@ async def test_output_to_s3_on_a_moto_server(emulator: Any, tmp_path: Path, monk
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="images")
         options = {"client_kwargs": {"endpoint_url": endpoint}}
         summary = await generate_image_set(
-            table=table_rows(3), output="s3://images/run1", toapis_credentials=toapis_block(emulator),
-            model="nano-banana-2", storage_options=options,
+            table=table_rows(3),
+            output="s3://images/run1",
+            toapis_credentials=toapis_block(emulator),
+            model="nano-banana-2",
+            storage_options=options,
         )
         assert summary["by_status"] == {"succeeded": 3}
         import s3fs
@@ -222,8 +272,11 @@ async def test_output_to_s3_on_a_moto_server(emulator: Any, tmp_path: Path, monk
             with fs.open(path, "rb") as fh, Image.open(fh) as image:
                 image.verify()
         again = await generate_image_set(
-            table=table_rows(3), output="s3://images/run1", toapis_credentials=toapis_block(emulator),
-            model="nano-banana-2", storage_options=options,
+            table=table_rows(3),
+            output="s3://images/run1",
+            toapis_credentials=toapis_block(emulator),
+            model="nano-banana-2",
+            storage_options=options,
         )
         assert again["skipped_done"] == 3 and emulator.ledger()["paid"] == 3
         assert json.dumps(again).count("testing") == 0

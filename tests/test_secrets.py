@@ -49,7 +49,9 @@ def _all_text_under(path: Path) -> str:
     return "\n".join(chunks)
 
 
-async def test_the_key_appears_nowhere(emulator: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_key_appears_nowhere(
+    emulator: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     errors: list[str] = []
     for i, (provider, faults) in enumerate(FAILURE_PATHS):
@@ -62,10 +64,13 @@ async def test_the_key_appears_nowhere(emulator: Any, tmp_path: Path, caplog: py
         )
         try:
             await generate_image_set(
-                table=[{"prompt": f"secret path {i}"}], provider=provider, output=str(tmp_path / f"out{i}"),
+                table=[{"prompt": f"secret path {i}"}],
+                provider=provider,
+                output=str(tmp_path / f"out{i}"),
                 toapis_credentials=creds if provider == "toapis" else None,
                 ttapi_credentials=creds if provider == "ttapi" else None,
-                model="nano-banana-2", max_resubmits=0,
+                model="nano-banana-2",
+                max_resubmits=0,
             )
         except Exception as exc:  # failures are the point; their text is searched below
             errors.append(f"{exc!s}\n{exc!r}")

@@ -62,7 +62,9 @@ async def test_wait_polls_inside_one_task_run(emulator: Any, tmp_path: Path) -> 
     polls = emulator.stats()["polls_by_task"]
     assert max(polls.values()) >= 3  # several polls ...
     async with get_client() as client:
-        waits = await client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="wait-")))
+        waits = await client.read_task_runs(
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="wait-"))
+        )
     assert len([w for w in waits if "slow" in str(w.name) or True]) >= 1
     assert len(waits) <= len(polls) * 1  # ... but one wait task run per job, not one per poll
 
@@ -115,8 +117,14 @@ def test_rerun_of_the_tasks_with_a_fresh_prefect_home_pays_nothing(emulator: Any
         "asyncio.run(f())\n"
     )
     for home in ("home-a", "home-b"):
-        env = {**os.environ, "PREFECT_HOME": str(tmp_path / home), "PREFECT_API_URL": str(PREFECT_API_URL.value())}
-        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(tmp_path / home),
+            "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+        )
         assert done.returncode == 0, done.stderr[-3000:]
     assert emulator.ledger()["paid"] == 1
     assert (out / "fresh.png").exists()

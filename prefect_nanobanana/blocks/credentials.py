@@ -12,7 +12,7 @@ from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
 from ..catalog import ProviderName
-from ..providers.base import ImageProvider, PollPolicy
+from ..providers.base import PollPolicy
 from ..providers.toapis import ToAPIsClient
 from ..providers.ttapi import TTAPIClient
 
@@ -36,8 +36,8 @@ class ToAPIsCredentials(CredentialsBlock):
 
     _block_type_name = "ToAPIs Credentials"
     _block_type_slug = "toapis-credentials"
-    _logo_url = LOGO_URL
-    _documentation_url = "https://docs.toapis.com/docs/en/quickstart"
+    _logo_url = LOGO_URL  # type: ignore[assignment]
+    _documentation_url = "https://docs.toapis.com/docs/en/quickstart"  # type: ignore[assignment]
     _description = "API key and settings for Nano Banana image generation through ToAPIs."
     provider: ClassVar[ProviderName] = "toapis"
 
@@ -53,7 +53,9 @@ class ToAPIsCredentials(CredentialsBlock):
             "`nanobanana emulator` for tests."
         ),
     )
-    timeout: float = Field(default=30.0, gt=0, title="Request timeout (s)", description="Timeout of each HTTP call, in seconds.")
+    timeout: float = Field(
+        default=30.0, gt=0, title="Request timeout (s)", description="Timeout of each HTTP call, in seconds."
+    )
     submit_rate: float = Field(
         default=5.0,
         gt=0,
@@ -61,22 +63,34 @@ class ToAPIsCredentials(CredentialsBlock):
         description="Submissions per second for this account (ToAPIs default group: 5; vip 16.7; svip 33.3).",
     )
     submit_burst: float = Field(
-        default=50.0, gt=0, title="Submit burst", description="Submit burst size (default group: 50 per 10 s)."
+        default=50.0,
+        gt=0,
+        title="Submit burst",
+        description="Submit burst size (default group: 50 per 10 s).",
     )
     query_rate: float = Field(
-        default=50.0, gt=0, title="Query rate (per s)", description="Status queries per second (default group: 50)."
+        default=50.0,
+        gt=0,
+        title="Query rate (per s)",
+        description="Status queries per second (default group: 50).",
     )
     query_burst: float = Field(
         default=500.0, gt=0, title="Query burst", description="Status query burst size (default group: 500)."
     )
     poll_first_delay: float = Field(
-        default=5.0, ge=0, title="First poll after (s)", description="Seconds before the first status poll (docs: 5)."
+        default=5.0,
+        ge=0,
+        title="First poll after (s)",
+        description="Seconds before the first status poll (docs: 5).",
     )
     poll_min_interval: float = Field(
         default=5.0, gt=0, title="Poll interval min (s)", description="Shortest wait between polls (docs: 5)."
     )
     poll_max_interval: float = Field(
-        default=10.0, gt=0, title="Poll interval max (s)", description="Longest wait between polls (docs: 10)."
+        default=10.0,
+        gt=0,
+        title="Poll interval max (s)",
+        description="Longest wait between polls (docs: 10).",
     )
     poll_deadline: float = Field(
         default=900.0,
@@ -86,7 +100,9 @@ class ToAPIsCredentials(CredentialsBlock):
     )
 
     def poll_policy(self) -> PollPolicy:
-        return PollPolicy(self.poll_first_delay, self.poll_min_interval, self.poll_max_interval, self.poll_deadline)
+        return PollPolicy(
+            self.poll_first_delay, self.poll_min_interval, self.poll_max_interval, self.poll_deadline
+        )
 
     def get_client(self, *args: Any, **kwargs: Any) -> ToAPIsClient:
         """A new `ToAPIsClient` with these settings (use it as `async with`)."""
@@ -120,8 +136,8 @@ class TTAPICredentials(CredentialsBlock):
 
     _block_type_name = "TTAPI Credentials"
     _block_type_slug = "ttapi-credentials"
-    _logo_url = LOGO_URL
-    _documentation_url = "https://docs.ttapi.io/api/en/gemini/generate"
+    _logo_url = LOGO_URL  # type: ignore[assignment]
+    _documentation_url = "https://docs.ttapi.io/api/en/gemini/generate"  # type: ignore[assignment]
     _description = "API key and settings for Nano Banana image generation through TTAPI."
     provider: ClassVar[ProviderName] = "ttapi"
 

@@ -71,7 +71,9 @@ class ProgressReporter:
         if self._artifact_id is None:
             return
         try:
-            await aupdate_progress_artifact(self._artifact_id, progress=min(100.0, 100.0 * self.done / self.total))
+            await aupdate_progress_artifact(
+                self._artifact_id, progress=min(100.0, 100.0 * self.done / self.total)
+            )
         except Exception:  # progress is best effort; the manifest is the record
             logger.debug("progress update failed", exc_info=True)
 
@@ -89,7 +91,9 @@ async def publish_problems(problems: list[RowProblem], key: str) -> None:
     )
 
 
-async def publish_summary(summary: Summary, key: str, *, dry_run: bool = False, estimate: dict[str, Any] | None = None) -> None:
+async def publish_summary(
+    summary: Summary, key: str, *, dry_run: bool = False, estimate: dict[str, Any] | None = None
+) -> None:
     rows: list[dict[str, Any]] = [{"metric": "rows", "value": summary.rows}]
     rows += [{"metric": f"status: {status}", "value": n} for status, n in sorted(summary.by_status.items())]
     rows += [
@@ -104,17 +108,19 @@ async def publish_summary(summary: Summary, key: str, *, dry_run: bool = False, 
     if estimate:
         rows += [{"metric": f"estimate: {k}", "value": v} for k, v in estimate.items()]
     await acreate_table_artifact(
-        table=rows, key=key, description=("Dry run: nothing was submitted. " if dry_run else "") + summary.text()
+        table=rows,
+        key=key,
+        description=("Dry run: nothing was submitted. " if dry_run else "") + summary.text(),
     )
 
 
 def _thumbnail_data_uri(data: bytes) -> str:
-    with Image.open(io.BytesIO(data)) as image:
-        image.draft("RGB", (GALLERY_THUMB_PX * 2, GALLERY_THUMB_PX * 2))
-        image = image.convert("RGB")
-        image.thumbnail((GALLERY_THUMB_PX, GALLERY_THUMB_PX))
-        out = io.BytesIO()
-        image.save(out, format="JPEG", quality=70)
+    with Image.open(io.BytesIO(data)) as source:
+        source.draft("RGB", (GALLERY_THUMB_PX * 2, GALLERY_THUMB_PX * 2))
+        thumb = source.convert("RGB")
+    thumb.thumbnail((GALLERY_THUMB_PX, GALLERY_THUMB_PX))
+    out = io.BytesIO()
+    thumb.save(out, format="JPEG", quality=70)
     return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 
@@ -131,12 +137,14 @@ def gallery_markdown(frame: pd.DataFrame, location: OutputLocation) -> str:
         rel = line.image_path.removeprefix(location.url + "/")
         try:
             uri = _thumbnail_data_uri(location.read_bytes(rel))
-        except Exception:
+        except Exception:  # a missing or unreadable image is left out of the gallery, not fatal
+            logger.debug("no thumbnail for %s", rel, exc_info=True)
             continue
         used += len(uri)
         shown += 1
         prompt = html.escape(str(line.prompt or ""))[:160].replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {line.row} | ![row {line.row}]({uri}) | {prompt} | {line.model} {line.aspect_ratio or ''} {line.resolution or ''} |")
+        details = " ".join(str(v) for v in (line.model, line.aspect_ratio, line.resolution) if isinstance(v, str))
+        lines.append(f"| {line.row} | ![row {line.row}]({uri}) | {prompt} | {details} |")
     total = int((frame["status"] == "succeeded").sum())
     head = f"### Gallery\n\n{shown} of {total} images shown; all of them are in `{location.url}` (see `index.html`).\n\n"
     return head + "\n".join(lines)
@@ -144,4 +152,6 @@ def gallery_markdown(frame: pd.DataFrame, location: OutputLocation) -> str:
 
 async def publish_gallery(frame: pd.DataFrame, location: OutputLocation, key: str) -> None:
     markdown = await asyncio.to_thread(gallery_markdown, frame, location)
-    await acreate_markdown_artifact(markdown=markdown, key=key, description="Thumbnails of the generated images")
+    await acreate_markdown_artifact(
+        markdown=markdown, key=key, description="Thumbnails of the generated images"
+    )

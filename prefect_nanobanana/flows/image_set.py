@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger
 from prefect.concurrency.asyncio import concurrency
 from prefect.context import get_run_context
 from prefect.deployments import arun_deployment
+from pydantic import SecretStr
 
 from ..blocks.credentials import CREDENTIALS_BY_PROVIDER, ToAPIsCredentials, TTAPICredentials
 from ..catalog import PROVIDERS, all_model_names
@@ -37,7 +38,9 @@ from ..storage import OutputLocation
 from .artifacts import ProgressReporter, artifact_key, publish_gallery, publish_problems, publish_summary
 
 ModelChoice = Literal[tuple(all_model_names())]  # type: ignore[valid-type]
-AspectRatioChoice = Literal["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9", "1:4", "4:1", "1:8", "8:1"]
+AspectRatioChoice = Literal[
+    "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9", "1:4", "4:1", "1:8", "8:1"
+]
 ResolutionChoice = Literal["0.5K", "1K", "2K", "4K"]
 ENV_KEYS = {"toapis": "TOAPIS_API_KEY", "ttapi": "TTAPI_API_KEY"}
 
@@ -60,7 +63,7 @@ async def resolve_credentials(
         raise TypeError(f"credentials for {provider} must be a {cls.__name__} block or its name")
     key = os.environ.get(ENV_KEYS[provider])
     if key:
-        return cls(api_key=key)  # type: ignore[call-arg]
+        return cls(api_key=SecretStr(key))
     raise AuthenticationError(
         f"no credentials for {provider}: pass a {cls.__name__} block (or its name), or set {ENV_KEYS[provider]}",
         provider=provider,
@@ -152,15 +155,26 @@ async def generate_image_set(
     defaults = {
         k: v
         for k, v in dict(
-            model=model, aspect_ratio=aspect_ratio, resolution=resolution, google_search=google_search,
-            image_search=image_search, thinking_level=thinking_level, orientation=orientation,
+            model=model,
+            aspect_ratio=aspect_ratio,
+            resolution=resolution,
+            google_search=google_search,
+            image_search=image_search,
+            thinking_level=thinking_level,
+            orientation=orientation,
         ).items()
         if v is not None
     }
     options = ImageSetOptions(
-        provider=provider, output=output, defaults=defaults, prompt_template=prompt_template,
-        name_template=name_template, reference_base_dir=reference_base_dir, on_invalid=on_invalid,
-        storage_options=storage_options, table_storage_options=storage_options,
+        provider=provider,
+        output=output,
+        defaults=defaults,
+        prompt_template=prompt_template,
+        name_template=name_template,
+        reference_base_dir=reference_base_dir,
+        on_invalid=on_invalid,
+        storage_options=storage_options,
+        table_storage_options=storage_options,
         row_range=(row_range[0], row_range[1]) if row_range else None,
     )
     try:
@@ -170,10 +184,18 @@ async def generate_image_set(
         await publish_problems(exc.problems, f"{key_base}-invalid-rows")
         raise
     if plan.table.problems:
-        logger.warning("%d invalid row(s) skipped: see the invalid-rows artifact", len(plan.table.invalid_rows))
+        logger.warning(
+            "%d invalid row(s) skipped: see the invalid-rows artifact", len(plan.table.invalid_rows)
+        )
         await publish_problems(plan.table.problems, f"{key_base}-invalid-rows")
     location = OutputLocation(output, storage_options)
-    logger.info("%d valid rows (%d duplicates, %d invalid) -> %s", len(plan.rows), len(plan.duplicates), len(plan.table.invalid_rows), location.url)
+    logger.info(
+        "%d valid rows (%d duplicates, %d invalid) -> %s",
+        len(plan.rows),
+        len(plan.duplicates),
+        len(plan.table.invalid_rows),
+        location.url,
+    )
 
     if dry_run:
         estimate = await asyncio.to_thread(estimate_plan, plan, location, price_overrides)
@@ -186,8 +208,11 @@ async def generate_image_set(
         return await _run_chunks(plan, chunk_size, chunk_deployment, locals(), location, key_base)
 
     settings = EngineSettings(
-        max_concurrency=max_concurrency, max_cost=max_cost, max_resubmits=max_resubmits,
-        ambiguous_without_lookup=ambiguous_without_lookup, price_overrides=price_overrides,
+        max_concurrency=max_concurrency,
+        max_cost=max_cost,
+        max_resubmits=max_resubmits,
+        ambiguous_without_lookup=ambiguous_without_lookup,
+        price_overrides=price_overrides,
     )
     given = {"toapis": toapis_credentials, "ttapi": ttapi_credentials}
     progress = ProgressReporter(len(plan.rows), f"{key_base}-progress")
@@ -200,18 +225,35 @@ async def generate_image_set(
         if concurrency_limit:
             # One acquisition for the whole run: a per-image acquisition would cost more than the image's
             # own API calls on a busy Prefect server, and `occupy` still bounds jobs in flight across workers.
-            await stack.enter_async_context(concurrency(concurrency_limit, occupy=max_concurrency, strict=True))
-        outcome = await run_image_set(plan, clients, location, settings, listener=progress.on_record, flow_run_id=flow_run_id)
+            await stack.enter_async_context(
+                concurrency(concurrency_limit, occupy=max_concurrency, strict=True)
+            )
+        outcome = await run_image_set(
+            plan, clients, location, settings, listener=progress.on_record, flow_run_id=flow_run_id
+        )
     await progress.finish()
 
     if row_range:  # a chunk: the parent compiles the manifest of the whole table
-        summary, _ = finish_image_set(plan, location, outcome.records, paid_submissions=outcome.paid_submissions,
-                                      seconds=outcome.seconds, skipped_done=outcome.skipped_done,
-                                      spent_usd=outcome.spent_usd, write=False)
+        summary, _ = finish_image_set(
+            plan,
+            location,
+            outcome.records,
+            paid_submissions=outcome.paid_submissions,
+            seconds=outcome.seconds,
+            skipped_done=outcome.skipped_done,
+            spent_usd=outcome.spent_usd,
+            write=False,
+        )
     else:
         summary, frame = await asyncio.to_thread(
-            finish_image_set, plan, location, outcome.records, paid_submissions=outcome.paid_submissions,
-            seconds=outcome.seconds, skipped_done=outcome.skipped_done, spent_usd=outcome.spent_usd,
+            finish_image_set,
+            plan,
+            location,
+            outcome.records,
+            paid_submissions=outcome.paid_submissions,
+            seconds=outcome.seconds,
+            skipped_done=outcome.skipped_done,
+            spent_usd=outcome.spent_usd,
         )
         await publish_gallery(frame, location, f"{key_base}-gallery")
     await publish_summary(summary, f"{key_base}-summary")
@@ -223,12 +265,20 @@ async def generate_image_set(
     return summary.to_dict()
 
 
-async def _run_chunks(plan: Any, chunk_size: int, deployment: str | None, params: dict[str, Any],
-                      location: OutputLocation, key_base: str) -> dict[str, Any]:
+async def _run_chunks(
+    plan: Any,
+    chunk_size: int,
+    deployment: str | None,
+    params: dict[str, Any],
+    location: OutputLocation,
+    key_base: str,
+) -> dict[str, Any]:
     """Run the table as chunks, each its own flow run, then compile one manifest for all of them."""
     logger = get_run_logger()
     rows = sorted(r.row for r in plan.rows)
-    ranges = [[rows[i], rows[min(i + chunk_size, len(rows)) - 1] + 1] for i in range(0, len(rows), chunk_size)]
+    ranges = [
+        [rows[i], rows[min(i + chunk_size, len(rows)) - 1] + 1] for i in range(0, len(rows), chunk_size)
+    ]
     keep = {k: params[k] for k in generate_image_set.parameters.properties if k in params}
     child = {**keep, "chunk_size": None, "chunk_deployment": None}
     for name in ("toapis_credentials", "ttapi_credentials"):
@@ -239,7 +289,12 @@ async def _run_chunks(plan: Any, chunk_size: int, deployment: str | None, params
             if not block_name:
                 raise ValueError(f"{name} must be a saved block to run chunks on other workers")
             child[name] = block_name
-    logger.info("%d chunks of up to %d rows%s", len(ranges), chunk_size, f" on deployment {deployment}" if deployment else "")
+    logger.info(
+        "%d chunks of up to %d rows%s",
+        len(ranges),
+        chunk_size,
+        f" on deployment {deployment}" if deployment else "",
+    )
 
     async def one(bounds: list[int]) -> Any:
         if deployment:
@@ -257,7 +312,9 @@ async def _run_chunks(plan: Any, chunk_size: int, deployment: str | None, params
     ordered = [records[r.request.row_key] for r in plan.rows if r.request.row_key in records]
     paid = sum(r.get("paid_submissions", 0) for r in results if isinstance(r, dict))
     spent = sum(r.get("spent_usd", 0.0) for r in results if isinstance(r, dict))
-    summary, frame = await asyncio.to_thread(finish_image_set, plan, location, ordered, paid_submissions=paid, spent_usd=spent)
+    summary, frame = await asyncio.to_thread(
+        finish_image_set, plan, location, ordered, paid_submissions=paid, spent_usd=spent
+    )
     await publish_gallery(frame, location, f"{key_base}-gallery")
     await publish_summary(summary, f"{key_base}-summary")
     errors = [r for r in results if isinstance(r, BaseException)]
@@ -276,4 +333,11 @@ def generate_image_set_from_dataframe(frame: Any, **parameters: Any) -> Any:
     return generate_image_set(table=records, **parameters)
 
 
-__all__ = ["PROVIDERS", "ImageSetIncomplete", "NanoBananaError", "generate_image_set", "generate_image_set_from_dataframe", "resolve_credentials"]
+__all__ = [
+    "PROVIDERS",
+    "ImageSetIncomplete",
+    "NanoBananaError",
+    "generate_image_set",
+    "generate_image_set_from_dataframe",
+    "resolve_credentials",
+]

@@ -44,6 +44,8 @@ class ImageProvider(abc.ABC):
     """True when `submit` waits for the image itself (TTAPI)."""
     supports_lookup: ClassVar[bool] = False
     """True when a job can be found by the row key after an ambiguous submit (ToAPIs)."""
+    poll_policy: PollPolicy = PollPolicy()
+    """How `wait` polls when no policy is passed."""
 
     @abc.abstractmethod
     async def submit(

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prefect import Task, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
 from prefect.states import State
@@ -99,14 +100,16 @@ async def submit_image(
                 EngineSettings(ambiguous_without_lookup=ambiguous_without_lookup),
             )
             job = await engine.job_for(RowWork(request, name or request.row_key))
-    logger.info("job %s for row %s (%s)", job.job_id, request.row_key, "re-attached" if job.reattached else "new")
+    logger.info(
+        "job %s for row %s (%s)", job.job_id, request.row_key, "re-attached" if job.reattached else "new"
+    )
     return job
 
 
 @task(
     name="wait-for-image",
     task_run_name="wait-{job.provider}-{job.job_id}",
-    cache_policy=None,
+    cache_policy=NO_CACHE,
     retries=2,
     retry_delay_seconds=[10, 30],
     retry_condition_fn=retry_by_error_class,
@@ -137,10 +140,20 @@ async def wait_for_image(
             try:
                 return job.result or await client.wait(job, policy)
             except NanoBananaError as exc:
-                if request is None or exc.disposition is not Disposition.RESUBMIT or resubmits >= max_resubmits:
+                if (
+                    request is None
+                    or exc.disposition is not Disposition.RESUBMIT
+                    or resubmits >= max_resubmits
+                ):
                     raise
                 resubmits += 1
-                logger.warning("job %s: %s; submitting again (%d of %d)", job.job_id, exc.error_type, resubmits, max_resubmits)
+                logger.warning(
+                    "job %s: %s; submitting again (%d of %d)",
+                    job.job_id,
+                    exc.error_type,
+                    resubmits,
+                    max_resubmits,
+                )
                 job = await submit_once(client, request, client_business_id=f"{request.row_key}-r{resubmits}")
 
 
