@@ -435,7 +435,10 @@ class RowEngine:
                 submitted_at=record.submitted_at or utcnow(),
                 reattached=True,
             )
-        if record.status == "submitting" and record.client_business_id:
+        outcome_unknown = record.job_id is None and (
+            record.status == "submitting" or record.error_type == AmbiguousSubmitError.__name__
+        )
+        if outcome_unknown and record.client_business_id:
             if self.provider.supports_lookup:
                 found = await find_job(self.provider, record.client_business_id, self.settings.retry)
                 if found is not None:
