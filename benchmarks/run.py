@@ -1,0 +1,421 @@
+"""`make bench`: our Prefect flow against a plain asyncio baseline and the ideal bound, on the emulator.
+
+One run of this script:
+
+1. starts the emulator (`python -m prefect_nanobanana.emulator`) in its own process with the
+   documented ToAPIs `default`-group limits and a typical task latency, all scaled 4x in time
+   (submit 20/s, burst 200; query 200/s, burst 2000; tasks 2.5 +- 0.5 s), and `prefect server start`
+   in another, with a private PREFECT_HOME;
+2. runs the `generate_image_set` flow over a generated table of `--rows` distinct prompts in a child
+   process (`benchmarks/ours.py`), images written to a temporary directory, with the poll schedule
+   scaled 4x too (first poll 1.25 s, then every 1.25-2.5 s);
+3. runs the same flow again over the same table and output (the rerun must pay nothing);
+4. resets the emulator (full token buckets) and runs `benchmarks/baseline.py` over a table of as many
+   other prompts, with the same limits, poll schedule and concurrency;
+5. unless `--no-memory`, runs the flow over `--memory-rows` 4K images and records its peak RSS;
+6. prints a table with PASS/MISS per target and writes `benchmarks/results/latest.json` and
+   `benchmarks/results/latest.png` (completed images over time).
+
+Nothing here asserts: the figures are printed and saved, and the exit code is 0 unless a run failed
+outright (an image missing or a child process crashing), whatever the timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as `python benchmarks/run.py`: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+
+from benchmarks.common import (
+    BENCH_DIR,
+    PYTHON,
+    RESULTS_DIR,
+    ROOT,
+    ChildResult,
+    Limits,
+    emulator_process,
+    ideal_seconds,
+    prefect_server,
+    run_ours,
+    tagged,
+    write_table,
+)
+from prefect_nanobanana.emulator import EmulatorControl
+
+MODEL = "gemini-3-pro-image-preview"
+RESOLUTION = "1K"
+MEMORY_MODEL = "gemini-3.1-flash-image-preview"
+MEMORY_RESOLUTION = "4K"
+MEMORY_LIMIT_MB = 300.0
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+@dataclass
+class Target:
+    """One target: a figure, how it compares, and whether it was met."""
+
+    name: str
+    value: float | None
+    op: str  # "<=", ">=", "<", "=="
+    bound: float
+    unit: str = ""
+
+    @property
+    def passed(self) -> bool:
+        if self.value is None:
+            return False
+        v, b = self.value, self.bound
+        return {"<=": v <= b, ">=": v >= b, "<": v < b, "==": abs(v - b) < 1e-9}[self.op]
+
+    @property
+    def margin(self) -> str:
+        """How far inside (+) or outside (-) the bound the figure is."""
+        if self.value is None:
+            return "n/a"
+        if self.op == "==":
+            return "exact" if self.passed else f"off by {self.value - self.bound:+.3g}"
+        room = self.bound - self.value if self.op in ("<=", "<") else self.value - self.bound
+        return f"{room:+.3g}{self.unit}"
+
+
+def _images_in(directory: Path) -> list[Path]:
+    """The image files of an output directory (not the journal, staging or manifests)."""
+    return [p for p in directory.rglob("*") if p.suffix in IMAGE_SUFFIXES and ".nanobanana" not in p.parts]
+
+
+def completion_times(directory: Path, started_at: float) -> list[float]:
+    """Seconds after `started_at` at which each image of `directory` was complete (file mtimes:
+    both clients write to a temporary name and rename, so the mtime is the end of the download)."""
+    return sorted(p.stat().st_mtime - started_at for p in _images_in(directory))
+
+
+def measure_download(url: str, api_key: str, model: str, resolution: str) -> float:
+    """Seconds one image download takes from this emulator (median of 5, after a warm-up task).
+
+    Also warms the emulator's image cache for this size, so neither contestant pays the one-off
+    encoding of the first image."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    body = {"model": model, "prompt": "warm-up", "n": 1, "metadata": {"resolution": resolution}}
+    with httpx.Client(timeout=60) as http:
+        task_id = http.post(f"{url}/v1/images/generations", json=body, headers=headers).json()["id"]
+        while True:
+            time.sleep(0.25)
+            task = http.get(f"{url}/v1/images/generations/{task_id}", headers=headers).json()
+            if task["status"] in ("completed", "failed"):
+                break
+        image_url = task["result"]["data"][0]["url"]
+        http.get(image_url).raise_for_status()
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            http.get(image_url).raise_for_status()
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def polls_per_job(ledger: dict[str, Any], stats: dict[str, Any], tag: str) -> float | None:
+    """Mean status queries per paid task of the table tagged `tag`."""
+    tasks = [s["task_id"] for s in tagged(ledger, tag)]
+    if not tasks:
+        return None
+    polls = stats.get("polls_by_task", {})
+    return sum(polls.get(t, 0) for t in tasks) / len(tasks)
+
+
+def run_baseline_child(
+    url: str, api_key: str, table: Path, out: Path, limits: Limits, concurrency: int
+) -> dict[str, Any]:
+    """Run `benchmarks/baseline.py` in its own process (as our flow runs in its own) and return its JSON."""
+    cmd = [
+        PYTHON, str(BENCH_DIR / "baseline.py"), "--base-url", url, "--api-key", api_key, "--table", str(table),
+        "--out", str(out), "--model", MODEL, "--resolution", RESOLUTION, "--concurrency", str(concurrency),
+        "--first-poll", str(limits.poll_first), "--min-interval", str(limits.poll_min),
+        "--max-interval", str(limits.poll_max),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"baseline failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    result["returncode"] = proc.returncode
+    return result
+
+
+def _ours_args(table: Path, out: Path, url: str, key: str, limits: Limits, concurrency: int, model: str,
+               resolution: str, profile: Path | None = None) -> list[str]:  # fmt: skip
+    args = [
+        "--mode", "flow", "--table", str(table), "--out", str(out), "--base-url", url, "--api-key", key,
+        "--model", model, "--resolution", resolution, "--max-concurrency", str(concurrency),
+        *limits.client_args(),
+    ]  # fmt: skip
+    if profile is not None:
+        args += ["--profile", str(profile)]
+    return args
+
+
+def _check(child: ChildResult, what: str) -> dict[str, Any]:
+    if not child.ok or child.report is None:
+        raise RuntimeError(f"{what} failed (exit {child.returncode}):\n{child.output[-4000:]}")
+    return child.report
+
+
+def plot(path: Path, ours: list[float], baseline: list[float], ideal_s: float, rows: int) -> None:
+    """Completed images over time for ours and the baseline, with the ideal bound."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for label, times, colour in (("ours (generate_image_set flow)", ours, "#1f77b4"),
+                                 ("baseline (asyncio + httpx)", baseline, "#ff7f0e")):  # fmt: skip
+        ax.step([0.0, *times], list(range(len(times) + 1)), where="post", label=label, color=colour)
+    ax.axvline(ideal_s, color="#2ca02c", linestyle="--", label=f"ideal bound ({ideal_s:.1f} s)")
+    ax.axhline(rows, color="#999999", linewidth=0.6)
+    ax.set_xlabel("seconds since the run started")
+    ax.set_ylabel("images on disk")
+    ax.set_title(f"{rows} images, ToAPIs limits scaled 4x (emulator)")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--rows", type=int, default=400, help="rows of the main table (default 400)")
+    parser.add_argument("--concurrency", type=int, default=256, help="max_concurrency of both clients")
+    parser.add_argument("--memory-rows", type=int, default=200, help="rows of 4K images in the memory run")
+    parser.add_argument("--no-memory", action="store_true", help="skip the 4K memory run")
+    parser.add_argument("--memory", action="store_true", help="run only the 4K memory run")
+    parser.add_argument("--seed", type=int, default=20240611, help="emulator seed (latencies)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where latest.json and latest.png go")
+    parser.add_argument("--profile", action="store_true", help="pyinstrument profile of our first run (HTML)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+
+    limits = Limits()
+    tmp = Path(tempfile.mkdtemp(prefix="nanobanana-bench-"))
+    results: dict[str, Any] = {}
+    latest = args.out / "latest.json"
+    if args.memory and latest.exists():  # a memory-only run updates the last full run's figures
+        results = json.loads(latest.read_text())
+    t0 = time.perf_counter()
+    with emulator_process(limits, seed=args.seed, log=tmp / "emulator.log") as (url, emu), \
+            prefect_server(log=tmp / "prefect-server.log") as server:  # fmt: skip
+        env = server.env()
+        print(
+            f"emulator {url}; prefect server {server.api_url} up in {server.startup_s:.1f} s; work in {tmp}"
+        )
+        download_s = measure_download(url, "bench-warmup", MODEL, RESOLUTION)
+        if not args.memory:
+            results.update(_main_runs(args, limits, url, emu, env, tmp, download_s))
+            results["server_startup_s"] = round(server.startup_s, 2)
+        if not args.no_memory:
+            results.update(_memory_run(args, limits, url, emu, env, tmp))
+    results["machine"] = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+    results["limits"] = asdict(limits)
+    results["total_s"] = round(time.perf_counter() - t0, 1)
+
+    targets = _targets(results, limits)
+    results["targets"] = {
+        t.name: {"value": t.value, "bound": f"{t.op} {t.bound:g}", "pass": t.passed} for t in targets
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    latest.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    _print(results, targets)
+    if "timeline" in results:
+        plot(args.out / "latest.png", results["timeline"]["ours"], results["timeline"]["baseline"],
+             results["ideal_s"], results["rows"])  # fmt: skip
+    print(f"\nwrote {latest}" + (f" and {args.out / 'latest.png'}" if "timeline" in results else ""))
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def _main_runs(
+    args: argparse.Namespace, limits: Limits, url: str, emu: EmulatorControl, env: dict[str, str], tmp: Path,
+    download_s: float,
+) -> dict[str, Any]:  # fmt: skip
+    """Ours, the rerun and the baseline over `args.rows` rows; the figures of latest.json."""
+    rows = args.rows
+    emu.reset()
+    ours_table = write_table(tmp / "ours.csv", rows, "ours")
+    ours_out = tmp / "ours-out"
+    profile = args.out / "profile-ours.html" if args.profile else None
+    flow_args = _ours_args(
+        ours_table, ours_out, url, "bench-ours", limits, args.concurrency, MODEL, RESOLUTION
+    )
+
+    print(f"ours: generate_image_set over {rows} rows ...", flush=True)
+    first_args = _ours_args(
+        ours_table, ours_out, url, "bench-ours", limits, args.concurrency, MODEL, RESOLUTION, profile
+    )
+    ours = _check(run_ours(first_args, env), "our flow")
+    ledger1, stats1 = emu.ledger(), emu.stats()
+    print(f"  {ours['seconds']:.2f} s", flush=True)
+
+    print("rerun: the same table and output ...", flush=True)
+    rerun = _check(run_ours(flow_args, env), "our rerun")
+    ledger2 = emu.ledger()
+    print(f"  {rerun['seconds']:.2f} s", flush=True)
+
+    emu.reset()  # the baseline starts with full token buckets too
+    base_table = write_table(tmp / "baseline.csv", rows, "base")
+    base_out = tmp / "baseline-out"
+    print(f"baseline: asyncio + httpx over {rows} rows ...", flush=True)
+    base = run_baseline_child(url, "bench-baseline", base_table, base_out, limits, args.concurrency)
+    ledger_b, stats_b = emu.ledger(), emu.stats()
+    print(f"  {base['seconds']:.2f} s", flush=True)
+
+    ours_images = _images_in(ours_out)
+    if len(ours_images) != rows or base["succeeded"] != rows:
+        raise RuntimeError(
+            f"incomplete: ours {len(ours_images)} images, baseline {base['succeeded']} of {rows}"
+        )
+    ideal = ideal_seconds(rows, limits, download_s)
+    paid_ours = len(tagged(ledger1, "ours"))
+    rerun_paid = len(tagged(ledger2, "ours")) - paid_ours
+    return {
+        "rows": rows,
+        "ours_s": round(ours["seconds"], 3),
+        "baseline_s": round(base["seconds"], 3),
+        "ideal_s": round(ideal, 3),
+        "ours_over_baseline": round(ours["seconds"] / base["seconds"], 4),
+        "ideal_over_ours": round(ideal / ours["seconds"], 4),
+        "paid_per_row": round(paid_ours / rows, 4),
+        "polls_per_job": round(polls_per_job(ledger1, stats1, "ours") or 0.0, 3),
+        "peak_rss_mb": ours["peak_rss_mb"],
+        "cpu_ms_per_row": round(1000 * ours["cpu_s"] / rows, 3),
+        "rerun_paid": rerun_paid,
+        "rerun_fraction": round(rerun["seconds"] / ours["seconds"], 4),
+        "rerun_s": round(rerun["seconds"], 3),
+        "download_s": round(download_s, 4),
+        "baseline_polls_per_job": round(polls_per_job(ledger_b, stats_b, "base") or 0.0, 3),
+        "baseline_paid_per_row": round(len(tagged(ledger_b, "base")) / rows, 4),
+        "ours_rate_limited": stats1.get("rate_limited", {}),
+        "baseline_rate_limited": stats_b.get("rate_limited", {}),
+        "baseline_calls": base.get("calls", {}),
+        "ours_rss_after_imports_mb": ours["rss_after_imports_mb"],
+        "ours_summary": {k: ours["result"].get(k) for k in ("by_status", "paid_submissions", "spent_usd")},
+        "rerun_summary": {
+            k: rerun["result"].get(k) for k in ("by_status", "paid_submissions", "skipped_done")
+        },
+        "timeline": {
+            "ours": [round(t, 3) for t in completion_times(ours_out, ours["started_at"])],
+            "baseline": [round(t, 3) for t in completion_times(base_out, base["started_at"])],
+        },
+    }
+
+
+def _memory_run(
+    args: argparse.Namespace, limits: Limits, url: str, emu: EmulatorControl, env: dict[str, str], tmp: Path
+) -> dict[str, Any]:
+    """Our flow over `args.memory_rows` 4K images: the peak RSS of the process running it."""
+    rows = args.memory_rows
+    emu.reset()
+    measure_download(url, "bench-warmup", MEMORY_MODEL, MEMORY_RESOLUTION)  # encode the 4K image once
+    table = write_table(tmp / "memory.csv", rows, "mem")
+    out = tmp / "memory-out"
+    print(f"memory: generate_image_set over {rows} rows of {MEMORY_RESOLUTION} images ...", flush=True)
+    report = _check(
+        run_ours(
+            _ours_args(
+                table, out, url, "bench-4k", limits, args.concurrency, MEMORY_MODEL, MEMORY_RESOLUTION
+            ),
+            env,
+        ),
+        "the 4K run",
+    )
+    images = _images_in(out)
+    print(f"  {report['seconds']:.2f} s, peak RSS {report['peak_rss_mb']:.0f} MB", flush=True)
+    if len(images) != rows:
+        raise RuntimeError(f"4K run incomplete: {len(images)} of {rows} images")
+    return {
+        "memory_rows": rows,
+        "peak_rss_mb_4k": report["peak_rss_mb"],
+        "memory_s": round(report["seconds"], 3),
+        "memory_image_bytes": images[0].stat().st_size,
+        "memory_rss_after_imports_mb": report["rss_after_imports_mb"],
+    }
+
+
+def _targets(r: dict[str, Any], limits: Limits) -> list[Target]:
+    mean_interval = (limits.poll_min + limits.poll_max) / 2
+    targets = []
+    if "ours_s" in r:
+        targets += [
+            Target("ours / baseline", r["ours_over_baseline"], "<=", 1.10),
+            Target("ideal / ours", r["ideal_over_ours"], ">=", 0.85),
+            Target("polls per job", r["polls_per_job"], "<=", limits.latency / mean_interval + 2),
+            Target("paid submissions per row", r["paid_per_row"], "==", 1.0),
+            Target("rerun paid submissions", r["rerun_paid"], "==", 0.0),
+            Target("rerun time / first run", r["rerun_fraction"], "<", 0.10),
+        ]
+    if "peak_rss_mb_4k" in r:
+        targets.append(Target("4K peak RSS (MB)", r["peak_rss_mb_4k"], "<", MEMORY_LIMIT_MB, " MB"))
+    return targets
+
+
+def _print(r: dict[str, Any], targets: list[Target]) -> None:
+    print()
+    if "ours_s" in r:
+        rows = [
+            ("rows", f"{r['rows']}"),
+            ("ours (flow call to return)", f"{r['ours_s']:.2f} s"),
+            ("baseline (asyncio + httpx)", f"{r['baseline_s']:.2f} s"),
+            ("ideal bound", f"{r['ideal_s']:.2f} s  (one download {1000 * r['download_s']:.0f} ms)"),
+            ("ours / baseline", f"{r['ours_over_baseline']:.3f}"),
+            ("ideal / ours", f"{r['ideal_over_ours']:.3f}"),
+            ("paid submissions per row", f"{r['paid_per_row']:.2f}  (baseline {r['baseline_paid_per_row']:.2f})"),
+            ("polls per job", f"{r['polls_per_job']:.2f}  (baseline {r['baseline_polls_per_job']:.2f})"),
+            ("peak RSS of our flow process", f"{r['peak_rss_mb']:.0f} MB  ({r['ours_rss_after_imports_mb']:.0f} MB after imports)"),
+            ("CPU per row (our process)", f"{r['cpu_ms_per_row']:.2f} ms"),
+            ("rerun: paid submissions", f"{r['rerun_paid']}"),
+            ("rerun: time", f"{r['rerun_s']:.2f} s = {100 * r['rerun_fraction']:.1f} % of the first run"),
+            ("prefect server start-up (not counted)", f"{r['server_startup_s']:.1f} s"),
+        ]  # fmt: skip
+    else:
+        rows = []
+    if "peak_rss_mb_4k" in r:
+        rows.append(
+            (
+                f"4K run: {r['memory_rows']} rows",
+                f"{r['memory_s']:.2f} s, peak RSS {r['peak_rss_mb_4k']:.0f} MB",
+            )
+        )
+    width = max(len(k) for k, _ in rows) if rows else 10
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+    print()
+    for t in targets:
+        value = "n/a" if t.value is None else f"{t.value:.4g}"
+        print(
+            f"  {'PASS' if t.passed else 'MISS'}  {t.name:<26} {value:>8}  (target {t.op} {t.bound:.3g}; margin {t.margin})"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
