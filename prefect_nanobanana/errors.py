@@ -226,14 +226,11 @@ class RequestValidationError(NanoBananaError):
         super().__init__(message)
 
     def __reduce__(self) -> tuple[Any, ...]:
+        # `field` is keyword-only, so the class cannot be rebuilt from positional args alone.
         return (
-            type(self),
-            (self.message,),
-            {"field": self.field, "value": self.value, "allowed": self.allowed},
+            _rebuild_error,
+            (type(self), self.message, {"field": self.field, "value": self.value, "allowed": self.allowed}),
         )
-
-    def __setstate__(self, state: dict[str, Any] | None) -> None:  # type: ignore[override]
-        self.__dict__.update(state or {})
 
 
 class TableValidationError(NanoBananaError, ValueError):
