@@ -423,7 +423,7 @@ class RowEngine:
         """The row's job: the one already submitted, one found by lookup, or a new paid one (None when
         the row must not be submitted: over budget, or submissions stopped)."""
         record, req = row.record, row.work.request
-        resumable = record.status == "submitted" or (
+        resumable = record.status in ("submitted", "succeeded") or (
             record.status in ("failed", "succeeded") and _disposition_of(record.error_type) in _RESUMABLE
         )
         if record.job_id and resumable:

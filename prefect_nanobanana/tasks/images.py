@@ -196,6 +196,22 @@ async def download_image(
     the row's journal in `destination` is updated, so the image counts as done on any machine."""
     location = OutputLocation(destination)
     key = row_key or result.job_id
+    if row_key:
+        done = RowJournal(location).get(row_key)
+        if done is not None and done.status == "succeeded" and done.image_path and done.sha256:
+            rel = done.image_path.removeprefix(location.url + "/")
+            if location.exists(rel):
+                get_run_logger().info("%s is already in place; nothing to download", done.image_path)
+                return GeneratedImage(
+                    row_key=row_key,
+                    job_id=done.job_id,
+                    path=done.image_path,
+                    sha256=done.sha256,
+                    width=done.width or 0,
+                    height=done.height or 0,
+                    bytes=done.bytes or 0,
+                    format=rel.rsplit(".", 1)[-1].upper().replace("JPG", "JPEG"),
+                )
     async with credentials.get_client() as client:
         image = await download_into(client, result, location, name, row_key=key)
     if row_key:
