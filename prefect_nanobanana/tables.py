@@ -361,6 +361,14 @@ def _parse_jsonl(text: str, where: str) -> list[Any]:
         except (ValueError, RecursionError) as exc:
             records.append({})
             problems.append(RowProblem(len(records), None, f"line {line_number} is not valid JSON: {exc}"))
+        else:
+            if not isinstance(records[-1], dict):
+                kind = type(records[-1]).__name__
+                problems.append(
+                    RowProblem(
+                        len(records), None, f"line {line_number} is a {kind}, not an object of column: value"
+                    )
+                )
     if problems:
         raise TableValidationError(problems, total_rows=len(records))
     if not records:
@@ -723,7 +731,7 @@ def _template_fields(template: str, what: str) -> tuple[list[tuple[str, str]], s
 def _render(template: str, values: Mapping[str, Any]) -> tuple[str | None, str | None]:
     try:
         return _FORMATTER.vformat(template, (), values), None
-    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError, OverflowError) as exc:
         return None, f"cannot be rendered: {type(exc).__name__}: {exc}"
 
 
@@ -945,12 +953,14 @@ def plan_table(
 
     prompt_template = prompt_template if prompt_template and prompt_template.strip() else None
     prompt_fields: list[tuple[str, str]] = []
+    prompt_reported = False  # a missing prompt column is said once for the table, not once per row
     if prompt_template is not None:
         prompt_fields, reason = _template_fields(prompt_template, "prompt_template")
         if reason:
             table_problems.append(RowProblem(None, "prompt_template", reason))
             prompt_template = None
     elif "prompt" not in by_field and "prompt" not in default_values:
+        prompt_reported = True
         table_problems.append(
             RowProblem(
                 None,
@@ -996,6 +1006,7 @@ def plan_table(
             defaults=default_values,
             prompt_template=prompt_template,
             prompt_fields=prompt_fields,
+            prompt_reported=prompt_reported,
             name_template=name_template if name_ok else None,
             references=references,
             max_cell_chars=max_cell_chars,
@@ -1109,6 +1120,7 @@ def _plan_row(
     defaults: Mapping[str, Any],
     prompt_template: str | None,
     prompt_fields: list[tuple[str, str]],
+    prompt_reported: bool,
     name_template: str | None,
     references: _References,
     max_cell_chars: int,
@@ -1121,7 +1133,12 @@ def _plan_row(
     for column in columns:
         if column.field == "reference_images":
             continue  # lists are welcome there; checked item by item below
-        text, reason = _as_text(cells[column.index])
+        text: str | None
+        reason: str | None
+        if column.field is None:
+            text, reason = _extra_text(cells[column.index]), None  # metadata: any JSON value is fine
+        else:
+            text, reason = _as_text(cells[column.index])
         if reason is None and text is not None:
             reason = _text_problem(text, max_cell_chars)
         if reason:
@@ -1137,13 +1154,15 @@ def _plan_row(
     fields: dict[str, Any] = {}
     source: dict[str, str] = {}
     flagged = {c.field for c in columns if c.key in bad and c.field}
+    if prompt_reported:
+        flagged.add("prompt")
     for field_name in REQUEST_COLUMNS:
         if field_name == "reference_images" or field_name in flagged:
             continue
         field_column = by_field.get(field_name)
-        text = texts.get(field_column.key) if field_column else None
-        if not _blank(text):
-            fields[field_name], source[field_name] = text, "table"
+        value = texts.get(field_column.key) if field_column else None
+        if not _blank(value):
+            fields[field_name], source[field_name] = value, "table"
         elif field_name == "prompt" and prompt_template is not None:
             continue  # rendered below, before any default prompt
         elif field_name in defaults:
@@ -1194,7 +1213,7 @@ def _plan_row(
         problems.append(_request_problem(row, problem, by_field, source))
 
     request: ImageRequest | None = None
-    if not problems:
+    if not problems and not flagged:  # a flagged field has been reported, by the row or the table
         try:
             request = ImageRequest.model_validate(normalized)
         except RequestValidationError as exc:
