@@ -137,7 +137,7 @@ def contact_sheet_html(frame: pd.DataFrame, location: OutputLocation, *, title: 
     cards: list[str] = []
     for line in frame.itertuples(index=False):
         status = str(line.status)
-        prompt = html.escape(str(line.prompt or ""))
+        prompt = html.escape(line.prompt if isinstance(line.prompt, str) else "")
         meta = html.escape(
             " · ".join(
                 str(v) for v in (line.model, line.aspect_ratio, line.resolution) if isinstance(v, str)
