@@ -52,8 +52,10 @@ from ..models import GeneratedImage
 __all__ = [
     "CHUNK_SIZE",
     "DEFAULT_MAX_DOWNLOAD_BYTES",
+    "DEFAULT_RETRY_AFTER",
     "USER_AGENT",
     "ErrorBody",
+    "check_base_url",
     "classify_failure",
     "display_url",
     "download_to_file",
@@ -63,12 +65,16 @@ __all__ = [
     "json_object",
     "parse_error_body",
     "parse_retry_after",
+    "provider_label",
     "send",
+    "text_or_none",
     "unix_to_datetime",
     "validate_image",
 ]
 
 USER_AGENT = "prefect-nanobanana/0.1 (+httpx)"
+DEFAULT_RETRY_AFTER = 1.0
+"""Seconds a shared bucket pauses after a 429 that names no delay (no Retry-After, no X-RateLimit-Reset)."""
 DEFAULT_MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 CHUNK_SIZE = 64 * 1024
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
@@ -77,7 +83,16 @@ _PROVIDER_LABELS = {"toapis": "ToAPIs", "ttapi": "TTAPI"}
 
 
 def provider_label(provider: str | None) -> str:
+    """How a provider is named in messages: `ToAPIs`, `TTAPI`."""
     return _PROVIDER_LABELS.get(provider or "", provider or "the provider")
+
+
+def check_base_url(base_url: str) -> str:
+    """`base_url` stripped of spaces and trailing slashes; `ValueError` unless it is http(s)."""
+    url = base_url.strip().rstrip("/")
+    if not url.lower().startswith(("http://", "https://")):
+        raise ValueError(f"base_url must start with http:// or https://, not {display_url(url)!r}")
+    return url
 
 
 # --- Retry-After ---------------------------------------------------------------------------------
@@ -151,7 +166,8 @@ _SPACE_RE = re.compile(r"\s+")
 _MAX_MESSAGE = 300
 
 
-def _text_of(value: Any) -> str | None:
+def text_or_none(value: Any) -> str | None:
+    """A JSON scalar as stripped text (`404` -> "404"); None for null, empty strings, objects and lists."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -181,28 +197,28 @@ def error_body_from_json(body: Any) -> ErrorBody | None:
     """
     if not isinstance(body, dict):
         return None
-    status = _text_of(body.get("status"))
+    status = text_or_none(body.get("status"))
     error = body.get("error")
     if isinstance(error, dict):
         return ErrorBody(
-            message=_text_of(error.get("message")) or _text_of(body.get("message")) or "",
-            code=_text_of(error.get("code")),
-            type=_text_of(error.get("type")),
-            param=_text_of(error.get("param")),
+            message=text_or_none(error.get("message")) or text_or_none(body.get("message")) or "",
+            code=text_or_none(error.get("code")),
+            type=text_or_none(error.get("type")),
+            param=text_or_none(error.get("param")),
             status=status,
         )
     if isinstance(error, str) and error.strip():
-        return ErrorBody(message=error.strip(), code=_text_of(body.get("code")), status=status)
+        return ErrorBody(message=error.strip(), code=text_or_none(body.get("code")), status=status)
     failed = body.get("success") is False or (status is not None and status.upper() in ("FAILED", "FAILURE"))
-    message = _text_of(body.get("message")) or _text_of(body.get("msg"))
+    message = text_or_none(body.get("message")) or text_or_none(body.get("msg"))
     detail = body.get("detail")
     if message is None and detail is not None:
-        message = _text_of(detail) or str(detail)[:_MAX_MESSAGE]
+        message = text_or_none(detail) or str(detail)[:_MAX_MESSAGE]
     if failed or message is not None or body.get("code") is not None:
         return ErrorBody(
             message=message or "",
-            code=_text_of(body.get("code")),
-            type=_text_of(body.get("type")),
+            code=text_or_none(body.get("code")),
+            type=text_or_none(body.get("type")),
             status=status,
         )
     return None
@@ -456,15 +472,16 @@ async def send(
 ) -> httpx.Response:
     """Make one API call without following redirects; return the 2xx response (or one in `accept_status`).
 
-    Every failure is raised as a taxonomy error (`error_from_exception`, `error_from_response`) with
-    the original httpx exception suppressed from the traceback's context, so that nothing of the
-    request (headers included) is printed with it.
+    Every failure is raised as a taxonomy error (`error_from_exception`, `error_from_response`)
+    without the original httpx exception attached, so that nothing of the request (headers
+    included) travels with it.
     """
     kwargs.setdefault("follow_redirects", False)
+    failure: NanoBananaError | None = None
     try:
         response = await client.request(method, url, **kwargs)
     except httpx.HTTPError as exc:
-        error = error_from_exception(
+        failure = error_from_exception(
             exc,
             provider=provider,
             method=method,
@@ -473,7 +490,10 @@ async def send(
             sent_paid_request=sent_paid_request,
             job_id=job_id,
         )
-        raise error from None
+    if failure is not None:
+        # Raised outside the `except` so that the httpx exception (which holds the request and its
+        # headers) is not even attached as `__context__`.
+        raise failure
     if response.is_success or response.status_code in accept_status:
         return response
     raise error_from_response(
@@ -723,6 +743,7 @@ async def download_to_file(
         raise fail(f"unsupported URL scheme {scheme!r}")
     part = _PartFile(dest, limit)
     try:
+        failure: DownloadFailedError | None = None
         try:
             if scheme == "file":
                 source = Path(url2pathname(unquote(urlsplit(url).path)))
@@ -731,18 +752,22 @@ async def download_to_file(
             else:
                 await _stream_http(client, url, part, fail, expires_at, chunk_size)
         except _TooLarge as exc:
-            raise fail(f"the image is larger than the limit of {limit} bytes (got {exc.size}+)") from None
+            failure = fail(f"the image is larger than the limit of {limit} bytes (got {exc.size}+)")
         except httpx.HTTPError as exc:
-            raise fail(f"{type(exc).__name__}: {str(exc) or 'network failure'}") from None
+            failure = fail(f"{type(exc).__name__}: {str(exc) or 'network failure'}")
         except OSError as exc:
-            raise fail(f"{type(exc).__name__}: {exc.strerror or exc}") from None
+            failure = fail(f"{type(exc).__name__}: {exc.strerror or exc}")
+        if failure is not None:
+            raise failure  # outside the `except`: the httpx exception (and its URL) is not attached
         part.close()
         if part.size == 0:
             raise fail("the body is empty")
         try:
             image_format, width, height = validate_image(part.path, part.size, expected_formats)
         except _NotAnImage as exc:
-            raise fail(str(exc)) from None
+            failure = fail(str(exc))
+        if failure is not None:
+            raise failure
         part.commit()
     except BaseException:
         part.discard()

@@ -40,13 +40,15 @@ from ..ratelimit import (
 )
 from ._http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
+    DEFAULT_RETRY_AFTER,
     USER_AGENT,
+    check_base_url,
     classify_failure,
-    display_url,
     download_to_file,
     error_body_from_json,
     json_object,
     send,
+    text_or_none,
     unix_to_datetime,
 )
 from ._polling import note_unknown_status, poll_until_done, result_of
@@ -58,8 +60,6 @@ __all__ = ["DEFAULT_BASE_URL", "ToAPIsClient", "normalize_base_url", "parse_task
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://toapis.com"
-DEFAULT_RATE_LIMIT_PAUSE = 1.0
-"""Seconds the shared bucket pauses after a 429 that carries no Retry-After."""
 
 PROVIDER: ProviderName = "toapis"
 
@@ -82,19 +82,10 @@ _STATUSES: dict[str, JobStatus] = {
 
 def normalize_base_url(base_url: str) -> str:
     """`https://toapis.com`, `https://toapis.com/`, `https://toapis.cn/v1` -> the host root, without `/v1`."""
-    url = base_url.strip().rstrip("/")
+    url = check_base_url(base_url)
     if url.lower().endswith("/v1"):
-        url = url[:-3].rstrip("/")
-    if not url.lower().startswith(("http://", "https://")):
-        raise ValueError(f"base_url must start with http:// or https://, not {display_url(url)!r}")
+        url = check_base_url(url[:-3])
     return url
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, (dict, list)):
-        return None
-    text = str(value).strip()
-    return text or None
 
 
 def _progress(value: Any) -> int | None:
@@ -115,13 +106,13 @@ def _image_url(task: dict[str, Any]) -> str | None:
         data = result.get("data")
         if isinstance(data, list):
             for item in data:
-                if isinstance(item, dict) and _text(item.get("url")):
-                    return _text(item.get("url"))
+                if isinstance(item, dict) and text_or_none(item.get("url")):
+                    return text_or_none(item.get("url"))
                 if isinstance(item, str) and item.strip():
                     return item.strip()
-        if _text(result.get("url")):
-            return _text(result.get("url"))
-    return _text(task.get("url"))
+        if text_or_none(result.get("url")):
+            return text_or_none(result.get("url"))
+    return text_or_none(task.get("url"))
 
 
 def parse_task(
@@ -137,8 +128,8 @@ def parse_task(
     task = body
     if "status" not in body and "id" not in body and isinstance(body.get("data"), dict):
         task = body["data"]
-    job_id = _text(task.get("id")) or _text(task.get("task_id")) or ""
-    raw_status = (_text(task.get("status")) or "").lower()
+    job_id = text_or_none(task.get("id")) or text_or_none(task.get("task_id")) or ""
+    raw_status = (text_or_none(task.get("status")) or "").lower()
     status = _STATUSES.get(raw_status)
     if status is None:
         if raw_status:
@@ -159,18 +150,18 @@ def parse_task(
     error = task.get("error")
     error_code = error_message = None
     if isinstance(error, dict):
-        error_code = _text(error.get("code"))
-        error_message = _text(error.get("message"))
-    elif _text(error):
-        error_message = _text(error)
+        error_code = text_or_none(error.get("code"))
+        error_message = text_or_none(error.get("message"))
+    elif text_or_none(error):
+        error_message = text_or_none(error)
     if status is JobStatus.FAILED and not error_message:
-        error_message = _text(task.get("fail_reason")) or _text(task.get("message"))
+        error_message = text_or_none(task.get("fail_reason")) or text_or_none(task.get("message"))
     created = unix_to_datetime(task.get("created_at"))
     return ImageJob(
         provider=PROVIDER,
         job_id=job_id,
-        row_key=row_key or _text(task.get("client_business_id")) or "",
-        model=model or _text(task.get("model")) or "",
+        row_key=row_key or text_or_none(task.get("client_business_id")) or "",
+        model=model or text_or_none(task.get("model")) or "",
         status=status,
         progress=_progress(task.get("progress")),
         submitted_at=created or utcnow(),
@@ -268,7 +259,7 @@ class ToAPIsClient(ImageProvider):
                 accept_status=accept_status,
             )
         except RateLimitedError as exc:
-            self.query_bucket.pause(exc.retry_after or DEFAULT_RATE_LIMIT_PAUSE)
+            self.query_bucket.pause(exc.retry_after or DEFAULT_RETRY_AFTER)
             raise
 
     # --- requests ----------------------------------------------------------------------------------
@@ -350,7 +341,7 @@ class ToAPIsClient(ImageProvider):
                 sent_paid_request=True,
             )
         except RateLimitedError as exc:
-            self.submit_bucket.pause(exc.retry_after or DEFAULT_RATE_LIMIT_PAUSE)
+            self.submit_bucket.pause(exc.retry_after or DEFAULT_RETRY_AFTER)
             raise
         body = json_object(response, provider=PROVIDER, api_key=self._api_key, sent_paid_request=True)
         job = parse_task(body, row_key=request.row_key, model=request.model)
@@ -460,7 +451,7 @@ class ToAPIsClient(ImageProvider):
         )
         body = json_object(response, provider=PROVIDER, api_key=self._api_key)
         info = body.get("data")
-        url = _text(info.get("url")) if isinstance(info, dict) else None
+        url = text_or_none(info.get("url")) if isinstance(info, dict) else None
         if body.get("success") is not True or not url:
             failure = error_body_from_json(body)
             message = (failure.message if failure else "") or "the upload was answered without a URL"

@@ -25,12 +25,14 @@ from ..models import GeneratedImage, ImageJob, ImageRequest, JobResult, JobStatu
 from ..ratelimit import TokenBucket, bucket_key, shared_bucket
 from ._http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
+    DEFAULT_RETRY_AFTER,
     USER_AGENT,
+    check_base_url,
     classify_failure,
-    display_url,
     download_to_file,
     json_object,
     send,
+    text_or_none,
 )
 from ._polling import note_unknown_status, poll_until_done, result_of
 from ._references import data_uri, references_to_send
@@ -41,7 +43,6 @@ __all__ = ["DEFAULT_BASE_URL", "TTAPIClient", "parse_fetch", "parse_generate", "
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.ttapi.org"
-DEFAULT_RATE_LIMIT_PAUSE = 1.0
 PROVIDER: ProviderName = "ttapi"
 GENERATE_PATH = "/gemini/image/generate"
 FETCH_PATH = "/gemini/image/fetch"
@@ -53,13 +54,6 @@ _RUNNING = {
     "PENDING_QUEUE": JobStatus.IN_PROGRESS,
     "RUNNING": JobStatus.IN_PROGRESS,
 }
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, (dict, list)):
-        return None
-    text = str(value).strip()
-    return text or None
 
 
 def quota_to_usd(quota: Any) -> float | None:
@@ -76,7 +70,7 @@ def quota_to_usd(quota: Any) -> float | None:
 
 
 def _failure(body: dict[str, Any], *, status_code: int, job_id: str | None, api_key: str | None) -> Exception:
-    message = _text(body.get("message")) or "no reason given"
+    message = text_or_none(body.get("message")) or "no reason given"
     cls = classify_failure(None, message, default=JobFailedError)
     return cls(
         f"TTAPI: generation failed: {redact(message, api_key)}",
@@ -106,14 +100,16 @@ def parse_generate(
     `JobFailedError` otherwise; `SUCCESS` without an image URL or job id raises `JobFailedError`.
     The job id is `data.jobId` when present, else the stable `ttapi-<client_business_id or row_key>`.
     """
-    status = (_text(body.get("status")) or "").upper()
+    status = (text_or_none(body.get("status")) or "").upper()
     data = body.get("data") if isinstance(body.get("data"), dict) else {}
     assert isinstance(data, dict)
-    real_id = _text(data.get("jobId")) or _text(data.get("job_id")) or _text(body.get("jobId"))
+    real_id = (
+        text_or_none(data.get("jobId")) or text_or_none(data.get("job_id")) or text_or_none(body.get("jobId"))
+    )
     job_id = real_id or f"ttapi-{client_business_id or row_key}"
     if status in ("FAILED", "FAILURE", "ERROR"):
         raise _failure(body, status_code=status_code, job_id=real_id, api_key=api_key)
-    image_url = _text(data.get("image_url")) or _text(data.get("imageUrl"))
+    image_url = text_or_none(data.get("image_url")) or text_or_none(data.get("imageUrl"))
     if image_url and status in ("SUCCESS", ""):
         result = JobResult(
             provider=PROVIDER,
@@ -143,7 +139,7 @@ def parse_generate(
         note_unknown_status(PROVIDER, status)
     raise JobFailedError(
         f"TTAPI: the answer (status {status or 'missing'}) has no image_url: "
-        f"{redact(_text(body.get('message')) or 'no message', api_key)}",
+        f"{redact(text_or_none(body.get('message')) or 'no message', api_key)}",
         provider=PROVIDER,
         method="POST",
         url=GENERATE_PATH,
@@ -159,13 +155,13 @@ def parse_fetch(body: dict[str, Any], *, job_id: str, row_key: str = "", model: 
     `image_url`) and the charge; FAILED -> FAILED with the message. Unknown statuses count as in
     progress and are logged once.
     """
-    status = (_text(body.get("status")) or "").upper()
+    status = (text_or_none(body.get("status")) or "").upper()
     data = body.get("data") if isinstance(body.get("data"), dict) else {}
     assert isinstance(data, dict)
-    found_id = _text(body.get("jobId")) or _text(data.get("jobId")) or job_id
+    found_id = text_or_none(body.get("jobId")) or text_or_none(data.get("jobId")) or job_id
     common: dict[str, Any] = {"provider": PROVIDER, "job_id": found_id, "row_key": row_key, "model": model}
     if status == "SUCCESS":
-        url = _text(data.get("imageUrl")) or _text(data.get("image_url"))
+        url = text_or_none(data.get("imageUrl")) or text_or_none(data.get("image_url"))
         result = None
         if url:
             result = JobResult(
@@ -176,7 +172,7 @@ def parse_fetch(body: dict[str, Any], *, job_id: str, row_key: str = "", model: 
         return ImageJob(
             **common,
             status=JobStatus.FAILED,
-            error_message=_text(body.get("message")) or "no reason given",
+            error_message=text_or_none(body.get("message")) or "no reason given",
         )
     if status not in _RUNNING:
         note_unknown_status(PROVIDER, status or "(missing)")
@@ -221,11 +217,8 @@ class TTAPIClient(ImageProvider):
     ) -> None:
         if not api_key or not api_key.strip():
             raise ValueError("api_key is empty: set the TTAPI API key in the credentials block")
-        url = base_url.strip().rstrip("/")
-        if not url.lower().startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, not {display_url(url)!r}")
         self._api_key = api_key.strip()
-        self.base_url = url
+        self.base_url = check_base_url(base_url)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.experimental_async = experimental_async
@@ -311,7 +304,7 @@ class TTAPIClient(ImageProvider):
             )
         except RateLimitedError as exc:
             if self.bucket is not None:
-                self.bucket.pause(exc.retry_after or DEFAULT_RATE_LIMIT_PAUSE)
+                self.bucket.pause(exc.retry_after or DEFAULT_RETRY_AFTER)
             raise
         body = json_object(response, provider=PROVIDER, api_key=self._api_key, sent_paid_request=True)
         return parse_generate(
@@ -355,7 +348,7 @@ class TTAPIClient(ImageProvider):
             )
         except RateLimitedError as exc:
             if self.bucket is not None:
-                self.bucket.pause(exc.retry_after or DEFAULT_RATE_LIMIT_PAUSE)
+                self.bucket.pause(exc.retry_after or DEFAULT_RETRY_AFTER)
             raise
         body = json_object(response, provider=PROVIDER, api_key=self._api_key, job_id=job_id)
         return parse_fetch(body, job_id=job_id, row_key=row_key, model=model)

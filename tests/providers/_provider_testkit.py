@@ -27,6 +27,9 @@ def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (64, 48), *, noise: bo
 
 
 def assert_no_secret(exc: BaseException) -> None:
-    """The fake API key appears nowhere in the exception's text, repr, args or attributes."""
+    """The fake API key appears nowhere in the exception's text, repr, args or attributes, and no
+    httpx exception (which holds the request and its headers) rides along as its cause or context."""
     for text in (str(exc), repr(exc), repr(exc.args), repr(vars(exc))):
         assert FAKE_KEY not in text, text
+    assert exc.__cause__ is None
+    assert exc.__context__ is None, repr(exc.__context__)
