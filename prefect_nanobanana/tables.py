@@ -837,6 +837,7 @@ class _References:
     base: Path | None
     base_problem: str | None
     checked: dict[str, tuple[str, RequestValidationError | None]] = field(default_factory=dict)
+    resolved: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
 
     @classmethod
     def open(cls, base_dir: str | os.PathLike[str] | None) -> _References:
@@ -851,7 +852,14 @@ class _References:
         return cls(base, None)
 
     def resolve(self, ref: str) -> tuple[str, str, str | None]:
-        """(reference to send, digest, problem): URLs as they are, local files resolved and hashed."""
+        """(reference to send, digest, problem): URLs as they are, local files resolved and hashed.
+
+        Remembered per reference: a table that names one file in every row resolves it once."""
+        if ref not in self.resolved:
+            self.resolved[ref] = self._resolve(ref)
+        return self.resolved[ref]
+
+    def _resolve(self, ref: str) -> tuple[str, str, str | None]:
         if is_url(ref):
             return ref, ref, None
         if "://" in ref or ref.startswith("data:"):
@@ -903,6 +911,7 @@ def _strip_field(message: str, field_name: str) -> str:
 class _Candidate:
     row: int
     request: ImageRequest
+    row_key: str
     name: str
     extra: dict[str, str]
 
@@ -959,6 +968,7 @@ def plan_table(
         if reason:
             table_problems.append(RowProblem(None, "prompt_template", reason))
             prompt_template = None
+            prompt_reported = "prompt" not in by_field
     elif "prompt" not in by_field and "prompt" not in default_values:
         prompt_reported = True
         table_problems.append(
@@ -1080,6 +1090,8 @@ def _defaults(defaults: Mapping[str, Any] | None, limit: int, problems: list[Row
     """Defaults by field: text for scalar fields, the raw value for reference_images."""
     out: dict[str, Any] = {}
     for raw_key, value in (defaults or {}).items():
+        if _plain(value) is None or (isinstance(value, str) and not value.strip()):
+            continue  # an unset default (a flow parameter left empty) asks for nothing
         key = _column_key(raw_key)
         key = _COLUMN_ALIASES.get(key, key)
         if key == "provider":
@@ -1096,8 +1108,7 @@ def _defaults(defaults: Mapping[str, Any] | None, limit: int, problems: list[Row
             )
             continue
         if key == "reference_images":
-            if _plain(value) is not None:
-                out[key] = value
+            out[key] = value
             continue
         text, reason = _as_text(value)
         if reason is None and text is not None:
@@ -1223,11 +1234,13 @@ def _plan_row(
                 location = str(error["loc"][0]) if error.get("loc") else None
                 problems.append(RowProblem(row, location, str(error.get("msg"))))
 
-    name = _row_name(row, texts, fields, request, by_field, name_template, bad, problems)
-    if request is None or name is None or problems:
+    # row_key hashes the whole request: computed once here, not once per use.
+    row_key = request.row_key if request is not None else None
+    name = _row_name(row, texts, fields, request, row_key, by_field, name_template, bad, problems)
+    if request is None or row_key is None or name is None or problems:
         return None
     extra = {c.header: _extra_text(cells[c.index]) for c in columns if c.field is None}
-    return _Candidate(row, request, name, extra)
+    return _Candidate(row, request, row_key, name, extra)
 
 
 def _reference_cell_blank(value: Any) -> bool:
@@ -1296,7 +1309,8 @@ def _request_problem(
         reason += " (from the provider argument)"
     elif name == "model" and "model" not in source:
         reason += f" (the default model {DEFAULT_MODEL})"
-    return RowProblem(row, column.header if column and origin == "table" else name, reason)
+    # The user's own header when the value is (or should have been) in that column.
+    return RowProblem(row, column.header if column and origin in ("table", None) else name, reason)
 
 
 def _row_name(
@@ -1304,6 +1318,7 @@ def _row_name(
     texts: Mapping[str, str | None],
     fields: Mapping[str, Any],
     request: ImageRequest | None,
+    row_key: str | None,
     by_field: Mapping[str, _Column],
     name_template: str | None,
     bad: set[str],
@@ -1322,7 +1337,7 @@ def _row_name(
     else:
         # A row that is invalid for other reasons still gets its name checked, with a stand-in key,
         # so that the user sees every problem in one pass.
-        row_key = request.row_key if request is not None else "0" * 32
+        row_key = row_key or "0" * 32
         values: dict[str, Any] = {k: (v or "").strip() for k, v in texts.items()}
         request_values = request.model_dump() if request is not None else dict(fields)
         for key in REQUEST_COLUMNS:
@@ -1361,7 +1376,7 @@ def _deduplicate(
     rows: list[PlannedRow] = []
     duplicates: list[tuple[int, int]] = []
     for candidate in candidates:
-        key = candidate.request.row_key
+        key = candidate.row_key
         original = first_by_key.get(key)
         if original is not None:
             duplicates.append((candidate.row, original.row))
