@@ -149,7 +149,7 @@ def load_table(
         data = source.encode("utf-8", "surrogatepass")
         frame = _parse_bytes(data, fmt or _sniff_format(data), "the inline table", max_rows)
     elif isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
+        path = os.fspath(source.strip() if isinstance(source, str) else source)
         if not isinstance(path, str):
             raise _table_error(f"unsupported table path {path!r}: expected text")
         frame = _load_path(path, fmt, storage_options, max_rows)
@@ -176,9 +176,10 @@ def _format_name(value: str) -> str:
 
 
 def _is_inline_text(source: str) -> bool:
-    # File names never start with a bracket nor contain a newline; inline rows from a form always do.
-    stripped = source.lstrip()
-    return stripped.startswith(("[", "{")) or "\n" in source
+    # File names never start with a bracket nor contain a line break; inline rows from a form do.
+    # Stripped first: a path pasted into a form often carries a trailing newline.
+    stripped = source.strip()
+    return stripped.startswith(("[", "{")) or "\n" in stripped or "\r" in stripped
 
 
 def _sniff_format(data: bytes) -> str:
@@ -294,7 +295,9 @@ def _read_parquet(data: bytes, where: str) -> pd.DataFrame:
 
 
 def _from_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.reset_index(drop=True).astype(object)
+    # A named index is data (set_index("id")): keep it as a column. An unnamed one is row positions.
+    named_index = any(name is not None for name in frame.index.names)
+    out = frame.reset_index(drop=not named_index).astype(object)
     out.columns = [str(c).strip() for c in out.columns]
     return out
 
@@ -453,7 +456,7 @@ def _csv_parse_problem(text: str, sep: str, message: str, where: str) -> RowProb
             record,
             f"column {expected + 1}",
             f"has {saw} cells but the header has {expected} ({line}); quote cells that contain "
-            f"'{sep if sep != chr(9) else 'a tab'}', or add the missing column names",
+            f"{'a comma' if sep == ',' else 'a tab'}, or add the missing column names",
         )
     return RowProblem(None, None, f"{where} cannot be read as CSV: {message}")
 

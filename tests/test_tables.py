@@ -138,6 +138,18 @@ def test_inline_rows_dataframe_json_string_csv_text_and_bytes() -> None:
     assert load_table(jsonl).to_dict("records") == expected
 
 
+def test_dataframe_index_is_kept_only_when_named() -> None:
+    frame = pd.DataFrame({"id": ["a", "b"], "prompt": ["x", "y"]})
+    assert list(load_table(frame.set_index("id")).columns) == ["id", "prompt"]
+    assert list(load_table(frame[frame.prompt == "y"]).columns) == ["id", "prompt"]
+
+
+def test_inline_text_versus_paths(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("prompt\nfrom file\n", encoding="utf-8")
+    assert load_table(f"{tmp_path}/t.csv\n").iloc[0]["prompt"] == "from file"  # pasted with a newline
+    assert load_table("prompt\rclassic mac\r").iloc[0]["prompt"] == "classic mac"
+
+
 def test_fsspec_urls() -> None:
     with fsspec.open("memory://tables/t.csv", "wb") as fh:
         fh.write(b"prompt,model\nin memory,nano-banana-2\n")
@@ -433,7 +445,7 @@ def test_blank_rows_are_ignored() -> None:
     result = plan("prompt,model\na,\n,\n  ,  \nb,\n")
     assert [r.row for r in result.rows] == [1, 4]
     assert result.blank_rows == [2, 3]
-    assert plan("prompt\n\n \n").problems[0].reason == "the table has no rows"
+    assert plan(pd.DataFrame({"prompt": ["", " "]})).problems[0].reason == "the table has no rows"
 
 
 def test_empty_dataframe_is_a_table_problem() -> None:
