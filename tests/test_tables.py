@@ -160,6 +160,27 @@ def test_fsspec_urls() -> None:
     assert load_table("memory://tables/t.parquet").iloc[0]["prompt"] == "pq"
 
 
+def test_s3_url_on_a_moto_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.server import ThreadedMotoServer
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        options = {"client_kwargs": {"endpoint_url": f"http://{host}:{port}"}, "skip_instance_cache": True}
+        fs = fsspec.filesystem("s3", **options)
+        fs.mkdir("tables")
+        fs.pipe("tables/prompts.csv", b"prompt,model\nfrom s3,nano-banana-2\n")
+        frame = load_table("s3://tables/prompts.csv", storage_options=options)
+        assert frame.iloc[0]["prompt"] == "from s3"
+        assert "no such file" in str(load_error("s3://tables/missing.csv", storage_options=options))
+    finally:
+        server.stop()
+
+
 def test_file_url(tmp_path: Path) -> None:
     (tmp_path / "t.csv").write_text("prompt\nvia file url\n", encoding="utf-8")
     assert load_table(f"file://{tmp_path}/t.csv").iloc[0]["prompt"] == "via file url"
