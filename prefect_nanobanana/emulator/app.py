@@ -33,6 +33,10 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
+# Sent down the ASGI chain by a response that is about to drop its connection, so that the
+# statistics middleware can count the drop before the client can notice it.
+DROPPED_MESSAGE = "emulator.connection.dropped"
+
 # -- documented bodies -------------------------------------------------------------------------------
 
 # providers.md 1.7: 401 on image generation (and, by extension, uploads).
@@ -125,6 +129,7 @@ class DroppedConnection(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
         if self.delay > 0:
             await asyncio.sleep(self.delay)
+        await send({"type": DROPPED_MESSAGE})
         await close_connection(scope, receive)
 
 
@@ -305,7 +310,12 @@ def _fetch_json(state: EmulatorState, job: TtapiJob, base_url: str) -> dict[str,
 
 
 class _StatsMiddleware:
-    """Counts every non-control request by route template and outcome (`dropped` when no response)."""
+    """Counts every non-control request by route template and outcome (`dropped` when no response).
+
+    The outcome is recorded before the response leaves (at `http.response.start`, or at the
+    `emulator.connection.dropped` message a dropping response sends first), so a client that reads
+    the statistics right after its own response already sees that request counted.
+    """
 
     def __init__(self, app: Callable[..., Awaitable[None]], state: EmulatorState) -> None:
         self.app = app
@@ -315,20 +325,27 @@ class _StatsMiddleware:
         if scope["type"] != "http" or scope["path"].startswith("/_emulator"):
             await self.app(scope, receive, send)
             return
-        statuses: list[int] = []
+        recorded = False
+
+        def record(outcome: str) -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                self.state.record_response(f"{scope['method']} {route}", outcome)
 
         async def send_and_note(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == DROPPED_MESSAGE:
+                record("dropped")
+                return
             if message["type"] == "http.response.start":
-                statuses.append(message["status"])
+                record(str(message["status"]))
             await send(message)
 
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.state.record_response(
-                f"{scope['method']} {route}", str(statuses[0]) if statuses else "dropped"
-            )
+            record("dropped")
 
 
 # -- the app ---------------------------------------------------------------------------------------------

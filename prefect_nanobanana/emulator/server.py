@@ -25,7 +25,7 @@ __all__ = ["EmulatorControl", "EmulatorServer", "serve"]
 def _bind(host: str, port: int) -> socket.socket:
     """Bind and listen before uvicorn starts, so port 0 resolves to a known free port at once."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(2048)

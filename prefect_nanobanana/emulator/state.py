@@ -159,8 +159,9 @@ class EmulatorState:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget every task, job, file, ledger row, counter, bucket and fault; keep the config."""
+        """Forget every task, job, file, ledger row, counter, bucket, fault and clock advance; keep the config."""
         with self.lock:
+            self._clock_offset = 0.0
             self.tasks: dict[str, Task] = {}
             self.tasks_by_business_id: dict[tuple[str, str], Task] = {}
             self.ttapi_jobs: dict[str, TtapiJob] = {}
