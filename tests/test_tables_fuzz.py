@@ -24,6 +24,7 @@ from prefect_nanobanana.tables import REQUEST_COLUMNS, PlannedRow, TablePlan, lo
 FUZZ = settings(
     max_examples=200,
     deadline=None,
+    database=None,  # nothing written into the working tree; a failure prints its reproducing example
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 pytestmark = pytest.mark.timeout(120)
