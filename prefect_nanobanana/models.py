@@ -332,7 +332,7 @@ def normalize_request_fields(data: dict[str, Any]) -> tuple[dict[str, Any], list
         if variant_int < 0 or float(variant) != variant_int:
             raise ValueError
         out["variant"] = variant_int
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         problems.append(_problem("variant", variant, "variant: must be a whole number >= 0"))
 
     refs = out.get("reference_images", ())
