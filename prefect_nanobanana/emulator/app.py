@@ -8,6 +8,7 @@ the documentation is silent the choice is marked "(inferred)". Every route reads
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
@@ -122,13 +123,13 @@ def _bearer(request: Request) -> str | None:
 class DroppedConnection(Response):
     """Closes the connection without any response, after an optional delay (real seconds)."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, state: EmulatorState, delay: float = 0.0) -> None:
         super().__init__(status_code=200)
+        self.state = state
         self.delay = delay
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
-        if self.delay > 0:
-            await asyncio.sleep(self.delay)
+        await self.state.pause(self.delay)
         await send({"type": DROPPED_MESSAGE})
         await close_connection(scope, receive)
 
@@ -142,6 +143,7 @@ class ChunkedBytes(Response):
 
     def __init__(
         self,
+        state: EmulatorState,
         data: bytes,
         content_type: str,
         *,
@@ -150,6 +152,7 @@ class ChunkedBytes(Response):
         cut_at: int | None = None,
     ) -> None:
         super().__init__(status_code=200)
+        self.state = state
         self.data = data
         self.content_type = content_type
         self.chunk_size = chunk_size
@@ -175,9 +178,9 @@ class ChunkedBytes(Response):
             end = min(position + self.chunk_size, limit)
             await send({"type": "http.response.body", "body": data[position:end], "more_body": True})
             position = end
-            if self.delay > 0 and position < limit:
-                await asyncio.sleep(self.delay)
-        if self.cut_at is not None:
+            if self.delay > 0 and position < limit and not await self.state.pause(self.delay):
+                break
+        if self.cut_at is not None or position < limit:
             await close_connection(scope, receive)
             return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -344,6 +347,13 @@ class _StatsMiddleware:
 
         try:
             await self.app(scope, receive, send_and_note)
+        except asyncio.CancelledError:
+            # A request still running when the server stops is cancelled by uvicorn; that is the
+            # expected end of a test, not an application error worth a logged traceback.
+            if not self.state.closing:
+                raise
+            with contextlib.suppress(Exception):
+                await close_connection(scope, receive, wait=0.5)
         finally:
             record("dropped")
 
@@ -369,8 +379,7 @@ def create_app(state: EmulatorState) -> FastAPI:
         return state.config.public_url or str(request.base_url).rstrip("/")
 
     async def sleep(seconds: float) -> None:
-        if seconds > 0:
-            await asyncio.sleep(state.config.scaled(seconds))
+        await state.pause(state.config.scaled(seconds))
 
     # -- ToAPIs ------------------------------------------------------------------------------------
 
@@ -421,7 +430,7 @@ def create_app(state: EmulatorState) -> FastAPI:
         drop = state.fire("submit_drop", req.prompt)
         if drop is not None:
             state.mark_undelivered(task.id)
-            return DroppedConnection(state.config.scaled(drop.delay))
+            return DroppedConnection(state, state.config.scaled(drop.delay))
         return _json(200, _task_json(state, task, base_url(request), at_submit=True), limit_headers)
 
     @app.get("/v1/images/generations/{task_id}")
@@ -539,10 +548,13 @@ def create_app(state: EmulatorState) -> FastAPI:
             drop = state.fire("ttapi_drop", req.prompt)
             if drop is not None:
                 state.mark_undelivered(job_id)
-                return DroppedConnection(state.config.scaled(drop.delay))
+                return DroppedConnection(state, state.config.scaled(drop.delay))
             return _json(200, {"status": "SUCCESS", "message": "success", "data": {"jobId": job_id}})
 
-        await asyncio.sleep(duration)
+        if not await state.pause(duration):
+            # The server is stopping mid-generation: the client loses the connection.
+            state.mark_undelivered(job_id)
+            return DroppedConnection(state)
         if error_rule is not None:
             # A paid error: the image was made (and charged) but the client only gets the error.
             state.mark_undelivered(job_id)
@@ -553,7 +565,7 @@ def create_app(state: EmulatorState) -> FastAPI:
         drop = state.fire("ttapi_drop", req.prompt)
         if drop is not None:
             state.mark_undelivered(job_id)
-            return DroppedConnection(state.config.scaled(drop.delay))
+            return DroppedConnection(state, state.config.scaled(drop.delay))
         return _json(
             200,
             {
@@ -636,7 +648,7 @@ def create_app(state: EmulatorState) -> FastAPI:
             chunk_size = slow.chunk_size
             delay = state.config.scaled(slow.delay)
         content_type = stored.content_type if stored.fmt is None else CONTENT_TYPES[stored.fmt]
-        return ChunkedBytes(data, content_type, chunk_size=chunk_size, delay=delay, cut_at=cut_at)
+        return ChunkedBytes(state, data, content_type, chunk_size=chunk_size, delay=delay, cut_at=cut_at)
 
     @app.get("/files/generated/{name}")
     async def generated_file(name: str) -> Response:

@@ -49,6 +49,7 @@ def _uvicorn_config(state: EmulatorState, graceful_seconds: int) -> uvicorn.Conf
         backlog=2048,
         timeout_keep_alive=30,
         timeout_graceful_shutdown=graceful_seconds,
+        proxy_headers=False,
     )
 
 
@@ -122,10 +123,13 @@ class EmulatorServer:
         self._server, self._thread, self._sock = server, thread, sock
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving and wait for the thread; open connections get a short grace period."""
+    def stop(self, timeout: float = 10.0, grace: float = 0.5) -> None:
+        """Stop serving and wait for the thread. Requests still running after `grace` seconds
+        (a TTAPI generation, a slow download) are cancelled and their connections closed."""
         if self._server is None or self._thread is None:
             return
+        self.state.begin_close()
+        self._server.config.timeout_graceful_shutdown = grace  # type: ignore[assignment]
         self._server.should_exit = True
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -133,6 +137,7 @@ class EmulatorServer:
             self._thread.join(timeout)
         if self._sock is not None:
             self._sock.close()
+        self.state.end_close()
         self._server = None
         self._thread = None
         self.port = 0

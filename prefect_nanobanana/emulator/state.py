@@ -9,6 +9,7 @@ both touch the state.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import math
 import random
@@ -152,6 +153,11 @@ class EmulatorState:
         self.lock = threading.RLock()
         self.config = config or EmulatorConfig()
         self._clock_offset = 0.0
+        # Set while the server shuts down: waiting requests wake up and drop their connections
+        # instead of holding the shutdown until uvicorn cancels them.
+        self.closing = False
+        self._closing_event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.reset()
         if faults is not None:
             self.faults = faults
@@ -206,6 +212,35 @@ class EmulatorState:
                 update = dict(faults or {})
             self.faults = self.faults.merged(update) if merge else FaultConfig.model_validate(update)
             return self.faults
+
+    # -- shutdown --------------------------------------------------------------------------------
+
+    async def pause(self, seconds: float) -> bool:
+        """Sleep `seconds` real seconds on the server loop; return False if shutdown cut it short."""
+        if self._closing_event is None:
+            self._loop = asyncio.get_running_loop()
+            self._closing_event = asyncio.Event()
+        if self.closing:
+            return False
+        if seconds <= 0:
+            return True
+        try:
+            await asyncio.wait_for(self._closing_event.wait(), seconds)
+        except asyncio.TimeoutError:
+            return True
+        return False
+
+    def begin_close(self) -> None:
+        """Wake every `pause` (from any thread): the server is about to stop."""
+        self.closing = True
+        if self._loop is not None and self._closing_event is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._closing_event.set)
+
+    def end_close(self) -> None:
+        """Forget the stopped loop, so the state can serve again from a new one."""
+        self.closing = False
+        self._closing_event = None
+        self._loop = None
 
     # -- clock -----------------------------------------------------------------------------------
 
