@@ -195,7 +195,8 @@ def _toapis_http_error(state: EmulatorState, rule: HttpErrorFault, category: str
     if status == 400:
         return _invalid(InvalidRequest(rule.message or "Invalid request"))
     if status == 401:
-        return _json(401, TOAPIS_UNAUTHORIZED if category == "async_submit" else TOAPIS_STATUS_UNAUTHORIZED)
+        status_page = category == "async_query"
+        return _json(401, TOAPIS_STATUS_UNAUTHORIZED if status_page else TOAPIS_UNAUTHORIZED)
     if status == 402:
         return _json(402, TOAPIS_INSUFFICIENT)
     if status == 404:

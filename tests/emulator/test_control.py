@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,34 @@ def test_server_can_restart_on_its_own_port() -> None:
         server.stop()
     with pytest.raises(RuntimeError):
         _ = server.url
+
+
+def test_stopping_drops_waiting_requests_at_once() -> None:
+    server = EmulatorServer(ttapi_latency=30.0).start()
+    outcome: list[BaseException] = []
+
+    def long_generation() -> None:
+        try:
+            httpx.post(
+                f"{server.url}/gemini/image/generate",
+                json={"prompt": "x", "model": "gemini-3-pro-image-preview"},
+                headers={"TT-API-KEY": "k"},
+                timeout=30,
+            )
+        except httpx.HTTPError as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=long_generation)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while server.stats()["in_flight"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    server.stop()
+    thread.join(5)
+    assert time.monotonic() - started < 2
+    assert len(outcome) == 1 and isinstance(outcome[0], httpx.RemoteProtocolError)
+    assert server.ledger()["submissions"][0]["delivered"] is False
 
 
 def test_emulator_is_an_independent_reading_of_the_docs() -> None:
