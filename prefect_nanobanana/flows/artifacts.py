@@ -117,8 +117,10 @@ async def publish_summary(
 def _thumbnail_data_uri(data: bytes) -> str:
     with Image.open(io.BytesIO(data)) as source:
         source.draft("RGB", (GALLERY_THUMB_PX * 2, GALLERY_THUMB_PX * 2))
+        # Shrink before converting: a PNG has no draft mode, so converting first would hold a second
+        # full-size copy (48 MB more for a 4K image, on top of the 48 MB decoded one).
+        source.thumbnail((GALLERY_THUMB_PX, GALLERY_THUMB_PX))
         thumb = source.convert("RGB")
-    thumb.thumbnail((GALLERY_THUMB_PX, GALLERY_THUMB_PX))
     out = io.BytesIO()
     thumb.save(out, format="JPEG", quality=70)
     return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
