@@ -42,6 +42,9 @@ class BucketTimeout(TimeoutError):
     """`acquire(max_wait=...)` could not get its tokens in time; no token was taken."""
 
 
+_EARLY_WAKE_TOLERANCE = 0.002
+
+
 class TokenBucket:
     """A token bucket that hands out tokens in strict arrival order (FIFO) without polling.
 
@@ -134,7 +137,9 @@ class TokenBucket:
         while True:
             target = self._ready_time(ready, shift0)
             delay = target - self._clock()
-            if delay <= 0:
+            # asyncio may wake a sleeper up to its clock resolution early: that is on time, not a
+            # reason to sleep again.
+            if delay <= _EARLY_WAKE_TOLERANCE:
                 return self._clock() - started
             # A pause during the sleep pushes `target` back; the loop re-checks once after waking.
             await asyncio.sleep(delay)
