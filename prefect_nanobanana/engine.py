@@ -35,6 +35,7 @@ from .errors import (
     NanoBananaError,
     RateLimitedError,
     TransientError,
+    redact,
 )
 from .journal import RowJournal, RowRecord
 from .models import GeneratedImage, ImageJob, ImageRequest, JobResult, utcnow
@@ -237,7 +238,10 @@ class RowWork:
 
 RowListener = Callable[[RowRecord], None]
 
-# A failed row whose job may still hold a paid image: a rerun resumes the job instead of paying again.
+# Failures after which the job itself holds no image: a rerun must submit again.
+_JOB_HOLDS_NO_IMAGE = {Disposition.RESUBMIT, Disposition.FAIL_ROW}
+
+# Failures that leave the row's job worth resuming within this run's bookkeeping.
 _RESUMABLE = {
     Disposition.RECONCILE,
     Disposition.REDOWNLOAD,
@@ -302,8 +306,16 @@ class RowEngine:
         """Every journal record of the location as this engine last saw or wrote it."""
         return dict(self._load_state())
 
-    def _save(self, row: _Row, **changes: object) -> RowRecord:
-        row.record = self.journal.write(row.record, flow_run_id=self.flow_run_id, **changes)
+    async def _save(self, row: _Row, **changes: object) -> RowRecord:
+        """Store the row's record in the journal; return once it is stored.
+
+        The write (temporary file, fsync, rename: 1-4 ms on a local disk) runs in a worker thread.
+        The row itself still waits for it (so `submitting` is stored before the paid call), but the
+        other rows keep going: done in the event loop, the first `max_concurrency` rows' writes ran
+        back to back before any of their submits reached the provider, 0.5-1.5 s at 256 rows."""
+        row.record = await asyncio.to_thread(
+            self.journal.write, row.record, flow_run_id=self.flow_run_id, **changes
+        )
         self._load_state()[row.record.row_key] = row.record
         return row.record
 
@@ -339,7 +351,12 @@ class RowEngine:
                 results[i] = await self.run_row(work[i])
 
         count = max(1, min(self.settings.max_concurrency, len(work)))
-        await asyncio.gather(*(worker() for _ in range(count)))
+        workers = [asyncio.ensure_future(worker()) for _ in range(count)]
+        try:
+            await asyncio.gather(*workers)
+        finally:  # on an unexpected error (or cancellation) leave no orphan worker paying for rows
+            for w in workers:
+                w.cancel()
         if self.stop_error is not None:
             raise RunStopped(self.stop_error)
         return [r for r in results if r is not None]
@@ -398,9 +415,15 @@ class RowEngine:
             keep_job = row.record.job_id is not None and exc.disposition in _RESUMABLE
             status = "submitted" if keep_job and isinstance(exc, JobTimedOutError) else "failed"
             return self._notify(
-                self._save(
+                await self._save(
                     row, status=status, error_type=exc.error_type, error=str(exc), completed_at=utcnow()
                 )
+            )
+        except Exception as exc:  # a bug or the environment (disk full): record it, keep the job id
+            logger.exception("row %s failed unexpectedly", work.row)
+            self._settle(row, paid=row.record.job_id is not None)
+            return self._notify(
+                await self._save(row, status="failed", error_type=type(exc).__name__, error=redact(str(exc)))
             )
 
     def _settle(self, row: _Row, *, paid: bool, actual: float | None = None) -> None:
@@ -423,8 +446,10 @@ class RowEngine:
         """The row's job: the one already submitted, one found by lookup, or a new paid one (None when
         the row must not be submitted: over budget, or submissions stopped)."""
         record, req = row.record, row.work.request
+        # A job that failed or was refused holds no image; after any other failure (including ones
+        # this version does not know) the job may hold a paid image, so it is resumed, not resubmitted.
         resumable = record.status in ("submitted", "succeeded") or (
-            record.status in ("failed", "succeeded") and _disposition_of(record.error_type) in _RESUMABLE
+            record.status == "failed" and _disposition_of(record.error_type) not in _JOB_HOLDS_NO_IMAGE
         )
         if record.job_id and resumable:
             return ImageJob(
@@ -442,7 +467,9 @@ class RowEngine:
             if self.provider.supports_lookup:
                 found = await find_job(self.provider, record.client_business_id, self.settings.retry)
                 if found is not None:
-                    self._save(row, status="submitted", job_id=found.job_id, error_type=None, error=None)
+                    await self._save(
+                        row, status="submitted", job_id=found.job_id, error_type=None, error=None
+                    )
                     return found.model_copy(update={"reattached": True})
             elif self.settings.ambiguous_without_lookup == "fail":
                 raise AmbiguousSubmitError(
@@ -455,7 +482,7 @@ class RowEngine:
     async def _submit(self, row: _Row) -> ImageJob | None:
         req = row.work.request
         if self.submissions_stopped is not None:
-            self._save(
+            await self._save(
                 row,
                 status="failed",
                 error_type=self.submissions_stopped.error_type,
@@ -463,7 +490,7 @@ class RowEngine:
             )
             return None
         if not self.budget.try_reserve(row.estimate):
-            self._save(
+            await self._save(
                 row,
                 status="over_budget",
                 error_type="BudgetExceededError",
@@ -475,7 +502,7 @@ class RowEngine:
         reference_urls = await self._uploader(req) if self._uploader else None
         attempts = row.record.attempts
         cbid = req.row_key if attempts == 0 else f"{req.row_key}-{attempts}"
-        self._save(
+        await self._save(
             row,
             status="submitting",
             client_business_id=cbid,
@@ -499,12 +526,12 @@ class RowEngine:
         except NanoBananaError as exc:
             if exc.disposition in (Disposition.FAIL_ROW, Disposition.STOP_RUN):
                 # Refused outright: no job exists and nothing was paid.
-                self._save(row, attempts=attempts)
+                await self._save(row, attempts=attempts)
                 self._settle(row, paid=False)
             raise
         if not job.reattached:
             self.paid_submissions += 1
-        self._save(row, status="submitted", job_id=job.job_id)
+        await self._save(row, status="submitted", job_id=job.job_id)
         return job
 
     async def _finish(self, row: _Row, job: ImageJob) -> RowRecord:
@@ -515,7 +542,7 @@ class RowEngine:
         while True:
             try:
                 result = job.result or await self.provider.wait(job, self.settings.poll)
-                self._save(row, image_url=result.image_url, expires_at=result.expires_at)
+                await self._save(row, image_url=result.image_url, expires_at=result.expires_at)
                 image = await download_into(
                     self.provider,
                     result,
@@ -537,7 +564,7 @@ class RowEngine:
                     resubmits,
                     self.settings.max_resubmits,
                 )
-                self._save(row, status="failed", error_type=exc.error_type, error=str(exc))
+                await self._save(row, status="failed", error_type=exc.error_type, error=str(exc))
                 new_job = await self._submit(row)
                 if new_job is None:
                     return row.record
@@ -548,7 +575,7 @@ class RowEngine:
             rel = self._relative(image.path)
             if rel:
                 self._existing_files.add(rel)
-            return self._save(
+            return await self._save(
                 row,
                 status="succeeded",
                 job_id=job.job_id,
