@@ -47,6 +47,7 @@ class OutputLocation:
     def __init__(self, url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> None:
         text = os.fspath(url)
         self.storage_options = dict(storage_options or {})
+        self._staging: Path | None = None
         if "://" in text and not text.startswith("file://"):
             fs, root = fsspec.core.url_to_fs(text, **self.storage_options)
             self.fs = fs
@@ -159,4 +160,6 @@ class OutputLocation:
             path = Path(self.root) / ".nanobanana" / "staging"
             path.mkdir(parents=True, exist_ok=True)
             return path
-        return Path(tempfile.mkdtemp(prefix="nanobanana-staging-"))
+        if self._staging is None:
+            self._staging = Path(tempfile.mkdtemp(prefix="nanobanana-staging-"))
+        return self._staging
