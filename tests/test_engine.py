@@ -274,3 +274,19 @@ def test_sigkill_between_submit_and_download_then_rerun_pays_each_row_once(tmp_p
     assert len(images) == 8
     for image in images:
         assert_valid_image(str(image))
+
+
+async def test_an_unexpected_error_keeps_the_job_and_the_rerun_pays_nothing(
+    emulator: Any, out_dir: Path
+) -> None:
+    class BrokenDownloads(ToAPIsClient):
+        async def download(self, *args: Any, **kwargs: Any) -> Any:
+            raise OSError(28, "No space left on device")
+
+    broken = BrokenDownloads(FAKE_KEY, emulator.url, poll=FAST_POLL, submit_rate=1000, submit_burst=1000)
+    first = await run(emulator, out_dir, rows(2), client=broken)
+    assert {r.status for r in first} == {"failed"} and {r.error_type for r in first} == {"OSError"}
+    assert all(r.job_id for r in first)
+    again = await run(emulator, out_dir, rows(2))
+    assert {r.status for r in again} == {"succeeded"}
+    assert emulator.ledger()["paid"] == 2
