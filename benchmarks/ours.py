@@ -6,7 +6,8 @@ server or the benchmark driver), and so that chaos can SIGKILL it. It runs eithe
 
 - `--mode flow`: the `generate_image_set` Prefect flow, against the Prefect API in `PREFECT_API_URL`
   (the benchmark starts `prefect server start` for it), or
-- `--mode cli`: `nanobanana generate` in process (the same engine, no Prefect API),
+- `--mode cli`: what `nanobanana generate` runs (the same plan, engine and manifests) in process,
+  without a Prefect API,
 
 with a ToAPIs credentials block whose limits and poll schedule are given on the command line, and
 prints one JSON line: wall time from the flow call to its return, CPU time of that call, and the
@@ -52,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-fail-on-row-errors", action="store_true", help="flow: end Completed even if rows failed"
     )
-    p.add_argument("--profile", help="write a pyinstrument HTML profile of the flow call to this path")
+    p.add_argument(
+        "--profile", help="write a pyinstrument profile of the run to this path (.txt: text, else HTML)"
+    )
     return p
 
 
@@ -90,20 +93,31 @@ async def _run_flow(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _run_cli(args: argparse.Namespace) -> dict[str, Any]:
-    """`nanobanana generate` without its process start-up, with this script's credentials block.
+    """What `nanobanana generate` runs (plan, engine, manifests), without Prefect and without its
+    argument parsing: the CLI builds its block from `TOAPIS_API_KEY` with the documented (unscaled)
+    limits and poll schedule, and the benchmark needs the scaled ones."""
+    from prefect_nanobanana.engine import EngineSettings
+    from prefect_nanobanana.imageset import ImageSetOptions, finish_image_set, plan_image_set, run_image_set
+    from prefect_nanobanana.storage import OutputLocation
 
-    The CLI builds its block from `TOAPIS_API_KEY` with the documented (unscaled) defaults; the
-    benchmark needs the scaled limits and poll schedule, so the block is put in its place."""
-    from prefect_nanobanana import cli
-
-    credentials = _credentials(args)
-    cli._client = lambda provider, _args: credentials.get_client()  # type: ignore[assignment]
-    argv = [
-        "generate", args.table, "--out", args.out, "--model", args.model, "--resolution", args.resolution,
-        "--max-concurrency", str(args.max_concurrency), "--no-progress",
-    ]  # fmt: skip
-    code = await cli._generate(cli.build_parser().parse_args(argv), dry_run=False)
-    return {"exit_code": code}
+    options = ImageSetOptions(
+        provider="toapis", output=args.out, defaults={"model": args.model, "resolution": args.resolution}
+    )
+    plan = plan_image_set(args.table, options)
+    location = OutputLocation(args.out)
+    settings = EngineSettings(max_concurrency=args.max_concurrency)
+    async with _credentials(args).get_client() as client:
+        outcome = await run_image_set(plan, {"toapis": client}, location, settings)
+    summary, _ = finish_image_set(
+        plan,
+        location,
+        outcome.records,
+        paid_submissions=outcome.paid_submissions,
+        seconds=outcome.seconds,
+        skipped_done=outcome.skipped_done,
+        spent_usd=outcome.spent_usd,
+    )
+    return summary.to_dict()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     # Import everything before the clock starts: the benchmark measures the run, not Python's imports.
     if args.mode == "flow":
         import prefect_nanobanana.flows.image_set
-    else:
-        import prefect_nanobanana.cli  # noqa: F401
+    import prefect_nanobanana.imageset  # noqa: F401
+
     rss_before = _peak_rss_mb()
     profiler: Any = None
     if args.profile:
@@ -135,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     if profiler is not None:
         profiler.stop()
         with open(args.profile, "w", encoding="utf-8") as fh:
-            fh.write(profiler.output_html())
+            text = args.profile.endswith(".txt")
+            fh.write(profiler.output_text(show_all=False) if text else profiler.output_html())
     report = {
         "mode": args.mode,
         "pid": os.getpid(),

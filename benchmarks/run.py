@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,7 +34,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 if __package__ in (None, ""):  # run as `python benchmarks/run.py`: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -54,7 +55,6 @@ from benchmarks.common import (
     tagged,
     write_table,
 )
-from prefect_nanobanana.emulator import EmulatorControl
 
 MODEL = "gemini-3-pro-image-preview"
 RESOLUTION = "1K"
@@ -80,6 +80,11 @@ class Target:
             return False
         v, b = self.value, self.bound
         return {"<=": v <= b, ">=": v >= b, "<": v < b, "==": abs(v - b) < 1e-9}[self.op]
+
+    @property
+    def shown(self) -> str:
+        """The figure as printed."""
+        return "n/a" if self.value is None else f"{self.value:.4g}"
 
     @property
     def margin(self) -> str:
@@ -155,16 +160,13 @@ def run_baseline_child(
     return result
 
 
-def _ours_args(table: Path, out: Path, url: str, key: str, limits: Limits, concurrency: int, model: str,
-               resolution: str, profile: Path | None = None) -> list[str]:  # fmt: skip
-    args = [
-        "--mode", "flow", "--table", str(table), "--out", str(out), "--base-url", url, "--api-key", key,
-        "--model", model, "--resolution", resolution, "--max-concurrency", str(concurrency),
-        *limits.client_args(),
+def _ours_args(setup: Setup, table: Path, out: Path, key: str, model: str, resolution: str) -> list[str]:
+    """Command line of `benchmarks/ours.py` for one run."""
+    return [
+        "--mode", setup.ours_mode, "--table", str(table), "--out", str(out), "--base-url", setup.url,
+        "--api-key", key, "--model", model, "--resolution", resolution,
+        "--max-concurrency", str(setup.concurrency), *setup.limits.client_args(),
     ]  # fmt: skip
-    if profile is not None:
-        args += ["--profile", str(profile)]
-    return args
 
 
 def _check(child: ChildResult, what: str) -> dict[str, Any]:
@@ -197,7 +199,39 @@ def plot(path: Path, ours: list[float], baseline: list[float], ideal_s: float, r
     plt.close(fig)
 
 
+class Emulator(Protocol):
+    """What the benchmark needs of an emulator: `EmulatorControl` (another process) or
+    `EmulatorServer` (in process, for the smoke test) both have it."""
+
+    def ledger(self) -> dict[str, Any]: ...
+    def stats(self) -> dict[str, Any]: ...
+    def reset(self) -> None: ...
+
+
+@dataclass
+class Setup:
+    """Where and how one benchmark runs."""
+
+    url: str
+    emulator: Emulator
+    env: dict[str, str]
+    """Environment of our child process (PREFECT_API_URL of the benchmark's Prefect server)."""
+    work: Path
+    limits: Limits
+    concurrency: int = 256
+    ours_mode: str = "flow"
+    """"flow": the generate_image_set flow; "cli": the same core without Prefect (smoke test)."""
+
+
+REQUIRED_KEYS = (
+    "rows", "ours_s", "baseline_s", "ideal_s", "ours_over_baseline", "ideal_over_ours", "paid_per_row",
+    "polls_per_job", "peak_rss_mb", "cpu_ms_per_row", "rerun_paid", "rerun_fraction",
+)  # fmt: skip
+"""Keys `latest.json` always has after a main run (plus `peak_rss_mb_4k` after the memory run)."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the table with PASS/MISS per target, write latest.json and latest.png."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--rows", type=int, default=400, help="rows of the main table (default 400)")
     parser.add_argument("--concurrency", type=int, default=256, help="max_concurrency of both clients")
@@ -211,24 +245,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     limits = Limits()
-    tmp = Path(tempfile.mkdtemp(prefix="nanobanana-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="nanobanana-bench-"))
     results: dict[str, Any] = {}
     latest = args.out / "latest.json"
     if args.memory and latest.exists():  # a memory-only run updates the last full run's figures
         results = json.loads(latest.read_text())
     t0 = time.perf_counter()
-    with emulator_process(limits, seed=args.seed, log=tmp / "emulator.log") as (url, emu), \
-            prefect_server(log=tmp / "prefect-server.log") as server:  # fmt: skip
-        env = server.env()
+    with emulator_process(limits, seed=args.seed, log=work / "emulator.log") as (url, emu), \
+            prefect_server(log=work / "prefect-server.log") as server:  # fmt: skip
         print(
-            f"emulator {url}; prefect server {server.api_url} up in {server.startup_s:.1f} s; work in {tmp}"
+            f"emulator {url}; prefect server {server.api_url} up in {server.startup_s:.1f} s; work in {work}"
         )
-        download_s = measure_download(url, "bench-warmup", MODEL, RESOLUTION)
+        setup = Setup(url, emu, server.env(), work, limits, args.concurrency)
         if not args.memory:
-            results.update(_main_runs(args, limits, url, emu, env, tmp, download_s))
+            profile = args.out / "profile-ours.html" if args.profile else None
+            results.update(measure_main(setup, args.rows, profile=profile))
             results["server_startup_s"] = round(server.startup_s, 2)
         if not args.no_memory:
-            results.update(_memory_run(args, limits, url, emu, env, tmp))
+            results.update(measure_memory(setup, args.memory_rows))
     results["machine"] = {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
@@ -236,57 +270,58 @@ def main(argv: list[str] | None = None) -> int:
     }
     results["limits"] = asdict(limits)
     results["total_s"] = round(time.perf_counter() - t0, 1)
+    targets = report(results, limits, args.out)
+    for t in targets:
+        print(
+            f"  {'PASS' if t.passed else 'MISS'}  {t.name:<26} {t.shown:>8}  (target {t.op} {t.bound:.3g}; margin {t.margin})"
+        )
+    print(f"\nwrote {latest}" + (f" and {args.out / 'latest.png'}" if "timeline" in results else ""))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
 
+
+def report(results: dict[str, Any], limits: Limits, out: Path) -> list[Target]:
+    """Judge the targets, write `out/latest.json` (and `out/latest.png` when there is a timeline),
+    print the figures; return the targets."""
     targets = _targets(results, limits)
     results["targets"] = {
         t.name: {"value": t.value, "bound": f"{t.op} {t.bound:g}", "pass": t.passed} for t in targets
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    latest.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    _print(results, targets)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     if "timeline" in results:
-        plot(args.out / "latest.png", results["timeline"]["ours"], results["timeline"]["baseline"],
+        plot(out / "latest.png", results["timeline"]["ours"], results["timeline"]["baseline"],
              results["ideal_s"], results["rows"])  # fmt: skip
-    print(f"\nwrote {latest}" + (f" and {args.out / 'latest.png'}" if "timeline" in results else ""))
-    if not args.keep:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    _print(results)
+    return targets
 
 
-def _main_runs(
-    args: argparse.Namespace, limits: Limits, url: str, emu: EmulatorControl, env: dict[str, str], tmp: Path,
-    download_s: float,
-) -> dict[str, Any]:  # fmt: skip
-    """Ours, the rerun and the baseline over `args.rows` rows; the figures of latest.json."""
-    rows = args.rows
+def measure_main(setup: Setup, rows: int, *, profile: Path | None = None) -> dict[str, Any]:
+    """Ours, the rerun and the baseline over `rows` rows; the main figures of latest.json."""
+    emu, limits, work = setup.emulator, setup.limits, setup.work
+    download_s = measure_download(setup.url, "bench-warmup", MODEL, RESOLUTION)
     emu.reset()
-    ours_table = write_table(tmp / "ours.csv", rows, "ours")
-    ours_out = tmp / "ours-out"
-    profile = args.out / "profile-ours.html" if args.profile else None
-    flow_args = _ours_args(
-        ours_table, ours_out, url, "bench-ours", limits, args.concurrency, MODEL, RESOLUTION
-    )
+    ours_table = write_table(work / "ours.csv", rows, "ours")
+    ours_out = work / "ours-out"
+    flow_args = _ours_args(setup, ours_table, ours_out, "bench-ours", MODEL, RESOLUTION)
 
     print(f"ours: generate_image_set over {rows} rows ...", flush=True)
-    first_args = _ours_args(
-        ours_table, ours_out, url, "bench-ours", limits, args.concurrency, MODEL, RESOLUTION, profile
-    )
-    ours = _check(run_ours(first_args, env), "our flow")
+    first_args = flow_args + (["--profile", str(profile)] if profile else [])
+    ours = _check(run_ours(first_args, setup.env), "our flow")
     ledger1, stats1 = emu.ledger(), emu.stats()
     print(f"  {ours['seconds']:.2f} s", flush=True)
 
     print("rerun: the same table and output ...", flush=True)
-    rerun = _check(run_ours(flow_args, env), "our rerun")
+    rerun = _check(run_ours(flow_args, setup.env), "our rerun")
     ledger2 = emu.ledger()
     print(f"  {rerun['seconds']:.2f} s", flush=True)
 
     emu.reset()  # the baseline starts with full token buckets too
-    base_table = write_table(tmp / "baseline.csv", rows, "base")
-    base_out = tmp / "baseline-out"
+    base_table = write_table(work / "baseline.csv", rows, "base")
+    base_out = work / "baseline-out"
     print(f"baseline: asyncio + httpx over {rows} rows ...", flush=True)
-    base = run_baseline_child(url, "bench-baseline", base_table, base_out, limits, args.concurrency)
+    base = run_baseline_child(setup.url, "bench-baseline", base_table, base_out, limits, setup.concurrency)
     ledger_b, stats_b = emu.ledger(), emu.stats()
     print(f"  {base['seconds']:.2f} s", flush=True)
 
@@ -312,6 +347,7 @@ def _main_runs(
         "rerun_paid": rerun_paid,
         "rerun_fraction": round(rerun["seconds"] / ours["seconds"], 4),
         "rerun_s": round(rerun["seconds"], 3),
+        "ours_mode": setup.ours_mode,
         "download_s": round(download_s, 4),
         "baseline_polls_per_job": round(polls_per_job(ledger_b, stats_b, "base") or 0.0, 3),
         "baseline_paid_per_row": round(len(tagged(ledger_b, "base")) / rows, 4),
@@ -330,35 +366,25 @@ def _main_runs(
     }
 
 
-def _memory_run(
-    args: argparse.Namespace, limits: Limits, url: str, emu: EmulatorControl, env: dict[str, str], tmp: Path
-) -> dict[str, Any]:
-    """Our flow over `args.memory_rows` 4K images: the peak RSS of the process running it."""
-    rows = args.memory_rows
-    emu.reset()
-    measure_download(url, "bench-warmup", MEMORY_MODEL, MEMORY_RESOLUTION)  # encode the 4K image once
-    table = write_table(tmp / "memory.csv", rows, "mem")
-    out = tmp / "memory-out"
+def measure_memory(setup: Setup, rows: int) -> dict[str, Any]:
+    """Our flow over `rows` 4K images: the peak RSS of the process running it."""
+    setup.emulator.reset()
+    measure_download(setup.url, "bench-warmup", MEMORY_MODEL, MEMORY_RESOLUTION)  # encode the 4K image once
+    table = write_table(setup.work / "memory.csv", rows, "mem")
+    out = setup.work / "memory-out"
     print(f"memory: generate_image_set over {rows} rows of {MEMORY_RESOLUTION} images ...", flush=True)
-    report = _check(
-        run_ours(
-            _ours_args(
-                table, out, url, "bench-4k", limits, args.concurrency, MEMORY_MODEL, MEMORY_RESOLUTION
-            ),
-            env,
-        ),
-        "the 4K run",
-    )
+    args = _ours_args(setup, table, out, "bench-4k", MEMORY_MODEL, MEMORY_RESOLUTION)
+    result = _check(run_ours(args, setup.env), "the 4K run")
     images = _images_in(out)
-    print(f"  {report['seconds']:.2f} s, peak RSS {report['peak_rss_mb']:.0f} MB", flush=True)
+    print(f"  {result['seconds']:.2f} s, peak RSS {result['peak_rss_mb']:.0f} MB", flush=True)
     if len(images) != rows:
         raise RuntimeError(f"4K run incomplete: {len(images)} of {rows} images")
     return {
         "memory_rows": rows,
-        "peak_rss_mb_4k": report["peak_rss_mb"],
-        "memory_s": round(report["seconds"], 3),
+        "peak_rss_mb_4k": result["peak_rss_mb"],
+        "memory_s": round(result["seconds"], 3),
         "memory_image_bytes": images[0].stat().st_size,
-        "memory_rss_after_imports_mb": report["rss_after_imports_mb"],
+        "memory_rss_after_imports_mb": result["rss_after_imports_mb"],
     }
 
 
@@ -379,12 +405,13 @@ def _targets(r: dict[str, Any], limits: Limits) -> list[Target]:
     return targets
 
 
-def _print(r: dict[str, Any], targets: list[Target]) -> None:
+def _print(r: dict[str, Any]) -> None:
+    """The figures as a two-column table."""
     print()
     if "ours_s" in r:
         rows = [
             ("rows", f"{r['rows']}"),
-            ("ours (flow call to return)", f"{r['ours_s']:.2f} s"),
+            (f"ours ({'flow call to return' if r.get('ours_mode') == 'flow' else r.get('ours_mode')})", f"{r['ours_s']:.2f} s"),
             ("baseline (asyncio + httpx)", f"{r['baseline_s']:.2f} s"),
             ("ideal bound", f"{r['ideal_s']:.2f} s  (one download {1000 * r['download_s']:.0f} ms)"),
             ("ours / baseline", f"{r['ours_over_baseline']:.3f}"),
@@ -395,8 +422,9 @@ def _print(r: dict[str, Any], targets: list[Target]) -> None:
             ("CPU per row (our process)", f"{r['cpu_ms_per_row']:.2f} ms"),
             ("rerun: paid submissions", f"{r['rerun_paid']}"),
             ("rerun: time", f"{r['rerun_s']:.2f} s = {100 * r['rerun_fraction']:.1f} % of the first run"),
-            ("prefect server start-up (not counted)", f"{r['server_startup_s']:.1f} s"),
         ]  # fmt: skip
+        if "server_startup_s" in r:
+            rows.append(("prefect server start-up (not counted)", f"{r['server_startup_s']:.1f} s"))
     else:
         rows = []
     if "peak_rss_mb_4k" in r:
@@ -410,11 +438,6 @@ def _print(r: dict[str, Any], targets: list[Target]) -> None:
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
     print()
-    for t in targets:
-        value = "n/a" if t.value is None else f"{t.value:.4g}"
-        print(
-            f"  {'PASS' if t.passed else 'MISS'}  {t.name:<26} {value:>8}  (target {t.op} {t.bound:.3g}; margin {t.margin})"
-        )
 
 
 if __name__ == "__main__":
