@@ -101,7 +101,7 @@ def _client(provider: str, args: argparse.Namespace) -> ImageProvider:
     cls = CREDENTIALS_BY_PROVIDER[provider]
     if args.credentials_block:
         # `_sync=True`: this runs inside the event loop, where `load` would return a coroutine.
-        creds = cast(Any, cls.load(args.credentials_block, _sync=True))
+        creds = cast(Any, cls).load(args.credentials_block, _sync=True)
     else:
         key = os.environ.get(ENV_KEYS[provider])
         if not key:
