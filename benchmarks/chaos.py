@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         save_block(env, url, limits)
         # Kills first (alternating flow and CLI, at random moments), then runs to completion.
         plan: list[tuple[str, float | None]] = [
-            ("flow" if i % 2 == 0 else "cli", rng.uniform(1.0, 9.0)) for i in range(args.kills)
+            ("flow" if i % 2 == 0 else "cli", rng.uniform(1.5, 7.0)) for i in range(args.kills)
         ]
         done = False
         i = 0
@@ -318,6 +318,13 @@ def main(argv: list[str] | None = None) -> int:
               f"({figures['failed_tasks']} failed task(s) in all)")  # fmt: skip
         for line in figures["extra_detail"]:
             print(f"    {line}")
+        if figures["extra_paid_for_failed_tasks"]:
+            print(
+                "    (a failed task yields no image, so the engine submits the row again under <row_key>-<n>:"
+            )
+            print(
+                "     at most max_resubmits=1 time per run; a later run may pay once more if that task fails too)"
+            )
         print(
             f"  paid submits whose answer was dropped (found again by lookup): {figures['paid_but_answer_dropped']}"
         )
