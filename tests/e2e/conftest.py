@@ -162,23 +162,22 @@ class PrefectStack:
         body = {"deployments": {"id": {"any_": [dep["id"]]}}, "limit": 200}
         return self.api("POST", "/flow_runs/filter", body)  # type: ignore[no-any-return]
 
-    def logs_of(self, flow_run_ids: list[str]) -> list[dict[str, Any]]:
-        body = {"logs": {"flow_run_id": {"any_": flow_run_ids}}, "limit": 200, "sort": "TIMESTAMP_ASC"}
-        return self.api("POST", "/logs/filter", body)  # type: ignore[no-any-return]
-
     def workers_of(self, flow_run_ids: list[str], timeout: float = 20) -> dict[str, str]:
-        """The worker that ran each flow run, from the line every worker writes into a run's logs:
-        "Worker 'NAME' submitting flow run 'ID'" (logs reach the API in batches, so wait a little)."""
-        pattern = re.compile(r"Worker '([^']+)' submitting flow run '([0-9a-f-]{36})'")
+        """The worker that ran each flow run, from the workers' own logs: a worker writes "Worker
+        'NAME' submitting flow run 'ID'" before it claims a run, and "Aborted submission of flow run
+        'ID'" when another worker claimed it first (both poll the same queue), so the winner is the
+        one that submitted and did not abort."""
+        submitting = re.compile(r"Worker '([^']+)' submitting flow run '([0-9a-f-]{36})'")
+        aborted = re.compile(r"Aborted submission of flow run '([0-9a-f-]{36})'")
         deadline = time.monotonic() + timeout
         while True:
             found: dict[str, str] = {}
-            for log in self.logs_of(flow_run_ids):
-                match = pattern.search(log["message"])
-                if match:
-                    found[match.group(2)] = match.group(1)
+            for name in WORKERS:
+                text = self.logs[name].read_text(errors="replace")
+                lost = set(aborted.findall(text))
+                found.update({run: worker for worker, run in submitting.findall(text) if run not in lost})
             if set(found) >= set(flow_run_ids) or time.monotonic() > deadline:
-                return found
+                return {run: found[run] for run in flow_run_ids if run in found}
             time.sleep(1)
 
     def report(self) -> str:
