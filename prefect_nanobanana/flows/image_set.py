@@ -8,8 +8,9 @@ progress artifact, a summary table, a gallery and the invalid rows, and scales i
 global concurrency limit shared by every worker.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: `flow.serve()` runs ship the flow function pickled
+# by value, with only the globals its body uses, so string annotations such as "Optional[...]"
+# could not be resolved there and every served run would fail parameter validation.
 import asyncio
 import os
 from contextlib import AsyncExitStack
