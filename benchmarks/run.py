@@ -132,6 +132,16 @@ def measure_download(url: str, api_key: str, model: str, resolution: str) -> flo
     return statistics.median(times)
 
 
+def submit_times(ledger: dict[str, Any], tag: str, started_at: float, burst: int) -> dict[str, float]:
+    """When the provider accepted the first, the burst-ending and the last paid submit of a table,
+    in seconds after `started_at`: where a run lost time against the ideal bound."""
+    times = sorted(s["at"] - started_at for s in tagged(ledger, tag))
+    if not times:
+        return {}
+    end = min(len(times), burst) - 1
+    return {"first": round(times[0], 3), "burst_end": round(times[end], 3), "last": round(times[-1], 3)}
+
+
 def polls_per_job(ledger: dict[str, Any], stats: dict[str, Any], tag: str) -> float | None:
     """Mean status queries per paid task of the table tagged `tag`."""
     tasks = [s["task_id"] for s in tagged(ledger, tag)]
@@ -351,6 +361,8 @@ def measure_main(setup: Setup, rows: int, *, profile: Path | None = None) -> dic
         "download_s": round(download_s, 4),
         "baseline_polls_per_job": round(polls_per_job(ledger_b, stats_b, "base") or 0.0, 3),
         "baseline_paid_per_row": round(len(tagged(ledger_b, "base")) / rows, 4),
+        "ours_submits_at": submit_times(ledger1, "ours", ours["started_at"], limits.submit_burst),
+        "baseline_submits_at": submit_times(ledger_b, "base", base["started_at"], limits.submit_burst),
         "ours_rate_limited": stats1.get("rate_limited", {}),
         "baseline_rate_limited": stats_b.get("rate_limited", {}),
         "baseline_calls": base.get("calls", {}),
