@@ -147,7 +147,7 @@ async def generate_image_set(
         row_range: [start, end) table rows for this run (set by a chunked parent run).
         base_url: Override every provider's base URL (for example the local emulator).
         storage_options: fsspec options for the output location (no secrets: use environment credentials).
-        price_overrides: USD per image by model or family, optionally "@<resolution>", for estimates.
+        price_overrides: USD per image by model or family, optionally suffixed `@<resolution>`, for estimates.
         fail_on_row_errors: End the flow run Failed when any row failed (after writing the manifest).
     """
     logger = get_run_logger()
