@@ -2,8 +2,8 @@
 work pool, and two process workers, all on 127.0.0.1 and started with the commands of
 `deployments/README.md` (block registration, work pool, `prefect deploy --all`, workers).
 
-Everything runs in a temporary Prefect home; every process started here is stopped by its id at the
-end of the session.
+Everything runs in a temporary Prefect home, removed at the end of the session; every process
+started here is stopped by its id, and its log is kept in out/e2e-logs/.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ from nb_testing import FAKE_KEY
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SCREENSHOTS = ROOT / "out" / "e2e-screenshots"
+LOGS = ROOT / "out" / "e2e-logs"
 POOL = "nanobanana-pool"  # the pool named in deployments/prefect.yaml
 WORKERS = ("e2e-worker-a", "e2e-worker-b")
 WORKER_LIMIT = 2  # a parent run and one chunk, or two chunks, per worker
@@ -250,3 +252,9 @@ def prefect_stack() -> Iterator[PrefectStack]:
     finally:
         for proc in reversed(stack.procs):
             stop_process(proc)
+        # Keep the server's and workers' logs where a failure can be looked into; drop the rest.
+        LOGS.mkdir(parents=True, exist_ok=True)
+        for name, path in stack.logs.items():
+            if path.exists():
+                shutil.copyfile(path, LOGS / f"{name}.log")
+        shutil.rmtree(home, ignore_errors=True)
