@@ -12,6 +12,7 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -199,6 +200,7 @@ def prefect_server(log: Path | None = None, timeout: float = 120.0) -> Iterator[
         stop_process(proc, timeout=20)
         if log:
             out.close()  # type: ignore[union-attr]
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def write_table(path: Path, rows: int, tag: str) -> Path:
