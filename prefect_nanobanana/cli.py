@@ -62,8 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
     est = sub.add_parser("estimate", help="validate a table and estimate its cost (a dry run)")
     _add_table_args(est)
-    emu = sub.add_parser("emulator", help="run the local emulator of both provider APIs")
-    emu.add_argument("rest", nargs=argparse.REMAINDER)
+    sub.add_parser("emulator", help="run the local emulator of both APIs (see `nanobanana emulator --help`)")
     serve = sub.add_parser("serve", help="serve the generate-image-set flow as a deployment (no work pool)")
     serve.add_argument("--name", default="nanobanana-serve")
     serve.add_argument("--cron", help="optional schedule, e.g. '0 2 * * *'")
@@ -205,12 +204,13 @@ def _manifest(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "emulator":
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["emulator"]:  # its options are the emulator's own: hand them over untouched
         from .emulator.cli import main as emulator_main
 
-        return int(emulator_main(args.rest) or 0)
+        return int(emulator_main(argv[1:]) or 0)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         if args.command in ("generate", "estimate"):
             return asyncio.run(_generate(args, dry_run=args.command == "estimate" or args.dry_run))

@@ -52,7 +52,9 @@ def main() -> int:
     print(f"images and manifests: {OUT}")
     print(f"  manifest: {summary['manifest']}")
     print(f"  contact sheet: {summary['index_html']}  (open it in a browser)")
-    images = [p for p in OUT.rglob("*") if p.suffix in (".png", ".jpg", ".webp") and ".nanobanana" not in p.parts]
+    images = [
+        p for p in OUT.rglob("*") if p.suffix in (".png", ".jpg", ".webp") and ".nanobanana" not in p.parts
+    ]
     print(f"  {len(images)} image files")
     return 0 if images else 1
 

@@ -139,9 +139,7 @@ def contact_sheet_html(frame: pd.DataFrame, location: OutputLocation, *, title: 
         status = str(line.status)
         prompt = html.escape(line.prompt if isinstance(line.prompt, str) else "")
         meta = html.escape(
-            " · ".join(
-                str(v) for v in (line.model, line.aspect_ratio, line.resolution) if isinstance(v, str)
-            )
+            " · ".join(str(v) for v in (line.model, line.aspect_ratio, line.resolution) if isinstance(v, str))
         )
         rel = _relative(str(line.image_path), location) if isinstance(line.image_path, str) else None
         if status == "succeeded" and rel:

@@ -181,6 +181,16 @@ def bucket_key(provider: str, base_url: str, api_key: str, kind: str) -> str:
     return f"{provider}|{base_url.rstrip('/')}|{key_hash}|{kind}"
 
 
+def with_headroom(burst: float) -> float:
+    """The burst a client should allow itself against a provider bucket of `burst`.
+
+    A client bucket that copies the provider's exactly meets an occasional 429 when network jitter
+    delivers a request a few milliseconds early, and a 429's Retry-After (whole seconds) then pauses
+    every waiting row. Keeping 1% of the burst (at least one token) back absorbs that jitter for the
+    cost of a few tokens once."""
+    return max(1.0, burst - max(1.0, 0.01 * burst))
+
+
 def shared_bucket(key: str, rate: float, burst: float) -> TokenBucket:
     """The process-wide bucket for `key`, created on first use.
 

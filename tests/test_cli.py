@@ -126,3 +126,32 @@ def test_bad_key_stops_with_exit_3(tmp_path: Path) -> None:
         assert "AuthenticationError" in done.stdout + done.stderr or "API key" in done.stderr
         assert emu.ledger()["paid"] == 0
         assert FAKE_KEY not in done.stdout + done.stderr
+
+
+def test_nanobanana_emulator_serves_the_documented_example() -> None:
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect_nanobanana.cli", "emulator", "--port", "0", "--latency", "0.2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip().rsplit(" ", 1)[-1]
+        assert url.startswith("http://127.0.0.1:")
+        body = {
+            "model": "gemini-3-pro-image-preview",
+            "prompt": "Enhance the colors and details of this city photo",
+            "size": "16:9",
+            "n": 1,
+            "metadata": {"resolution": "2K"},
+            "image_urls": ["https://example.com/city.jpg"],
+        }
+        task = httpx.post(
+            f"{url}/v1/images/generations", json=body, headers={"Authorization": "Bearer any-key"}
+        ).json()
+        assert task["object"] == "generation.task" and task["status"] == "queued"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -193,6 +193,16 @@ def test_clients_of_one_account_share_buckets() -> None:
     assert one.query_bucket is two.query_bucket
     assert one.submit_bucket is not one.query_bucket
     assert one.submit_bucket is not three.submit_bucket
-    assert (one.submit_bucket.rate, one.submit_bucket.burst) == (5, 50)
-    assert (one.query_bucket.rate, one.query_bucket.burst) == (50, 500)
+    # The documented limits, less the headroom that keeps network jitter from meeting a 429.
+    assert (one.submit_bucket.rate, one.submit_bucket.burst) == (5, 49)
+    assert (one.query_bucket.rate, one.query_bucket.burst) == (50, 495)
     assert "SECRET" not in repr(one.submit_bucket)
+
+
+def test_headroom_keeps_one_percent_and_at_least_one_token() -> None:
+    from prefect_nanobanana.ratelimit import with_headroom
+
+    assert with_headroom(200) == 198
+    assert with_headroom(50) == 49
+    assert with_headroom(5000) == 4950
+    assert with_headroom(1) == 1

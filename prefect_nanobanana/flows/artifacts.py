@@ -145,7 +145,9 @@ def gallery_markdown(frame: pd.DataFrame, location: OutputLocation) -> str:
         used += len(uri)
         shown += 1
         prompt = html.escape(str(line.prompt or ""))[:160].replace("|", "\\|").replace("\n", " ")
-        details = " ".join(str(v) for v in (line.model, line.aspect_ratio, line.resolution) if isinstance(v, str))
+        details = " ".join(
+            str(v) for v in (line.model, line.aspect_ratio, line.resolution) if isinstance(v, str)
+        )
         lines.append(f"| {line.row} | ![row {line.row}]({uri}) | {prompt} | {details} |")
     total = int((frame["status"] == "succeeded").sum())
     head = f"### Gallery\n\n{shown} of {total} images shown; all of them are in `{location.url}` (see `index.html`).\n\n"

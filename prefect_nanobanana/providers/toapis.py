@@ -37,6 +37,7 @@ from ..ratelimit import (
     TokenBucket,
     bucket_key,
     shared_bucket,
+    with_headroom,
 )
 from ._http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
@@ -220,10 +221,14 @@ class ToAPIsClient(ImageProvider):
             headers={"User-Agent": USER_AGENT},
         )
         self.submit_bucket: TokenBucket = shared_bucket(
-            bucket_key(PROVIDER, self.base_url, self._api_key, "submit"), submit_rate, submit_burst
+            bucket_key(PROVIDER, self.base_url, self._api_key, "submit"),
+            submit_rate,
+            with_headroom(submit_burst),
         )
         self.query_bucket: TokenBucket = shared_bucket(
-            bucket_key(PROVIDER, self.base_url, self._api_key, "query"), query_rate, query_burst
+            bucket_key(PROVIDER, self.base_url, self._api_key, "query"),
+            query_rate,
+            with_headroom(query_burst),
         )
 
     def __repr__(self) -> str:
