@@ -97,7 +97,7 @@ async def _run_cli(args: argparse.Namespace) -> dict[str, Any]:
     argument parsing: the CLI builds its block from `TOAPIS_API_KEY` with the documented (unscaled)
     limits and poll schedule, and the benchmark needs the scaled ones."""
     from prefect_nanobanana.engine import EngineSettings
-    from prefect_nanobanana.imageset import ImageSetOptions, finish_image_set, plan_image_set, run_image_set
+    from prefect_nanobanana.imageset import ImageSetOptions, finish_run, plan_image_set, run_image_set
     from prefect_nanobanana.storage import OutputLocation
 
     options = ImageSetOptions(
@@ -108,15 +108,7 @@ async def _run_cli(args: argparse.Namespace) -> dict[str, Any]:
     settings = EngineSettings(max_concurrency=args.max_concurrency)
     async with _credentials(args).get_client() as client:
         outcome = await run_image_set(plan, {"toapis": client}, location, settings)
-    summary, _ = finish_image_set(
-        plan,
-        location,
-        outcome.records,
-        paid_submissions=outcome.paid_submissions,
-        seconds=outcome.seconds,
-        skipped_done=outcome.skipped_done,
-        spent_usd=outcome.spent_usd,
-    )
+    summary, _ = finish_run(plan, location, outcome)
     return summary.to_dict()
 
 

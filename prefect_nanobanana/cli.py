@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from .catalog import PROVIDERS, RESOLUTIONS, all_model_names
 from .engine import EngineSettings
 from .errors import NanoBananaError, TableValidationError
-from .imageset import ImageSetOptions, estimate_plan, finish_image_set, plan_image_set, run_image_set
+from .imageset import ImageSetOptions, estimate_plan, finish_run, plan_image_set, run_image_set
 from .journal import RowRecord
 from .providers.base import ImageProvider
 from .storage import OutputLocation
@@ -168,15 +168,7 @@ async def _generate(args: argparse.Namespace, dry_run: bool) -> int:
         clients = {p: await stack.enter_async_context(_client(p, args)) for p in plan.providers()}
         with _Progress(len(plan.rows), not getattr(args, "no_progress", False)) as progress:
             outcome = await run_image_set(plan, clients, location, settings, listener=progress.on_record)
-    summary, _ = finish_image_set(
-        plan,
-        location,
-        outcome.records,
-        paid_submissions=outcome.paid_submissions,
-        seconds=outcome.seconds,
-        skipped_done=outcome.skipped_done,
-        spent_usd=outcome.spent_usd,
-    )
+    summary, _ = finish_run(plan, location, outcome)
     print(summary.text())
     print(f"manifest: {summary.manifest}\ncontact sheet: {summary.index_html}")
     if outcome.stop_error is not None:

@@ -270,6 +270,22 @@ def finish_image_set(
     return summary, frame
 
 
+def finish_run(
+    plan: ImageSetPlan, location: OutputLocation, outcome: RunOutcome, *, write: bool = True
+) -> tuple[Summary, Any]:
+    """`finish_image_set` for what `run_image_set` returned."""
+    return finish_image_set(
+        plan,
+        location,
+        outcome.records,
+        paid_submissions=outcome.paid_submissions,
+        seconds=outcome.seconds,
+        skipped_done=outcome.skipped_done,
+        spent_usd=outcome.spent_usd,
+        write=write,
+    )
+
+
 async def open_clients(
     providers: Sequence[str],
     factory: Callable[[str], ImageProvider],

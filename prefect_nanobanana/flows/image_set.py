@@ -30,6 +30,7 @@ from ..imageset import (
     ImageSetOptions,
     estimate_plan,
     finish_image_set,
+    finish_run,
     plan_image_set,
     planned_records,
     run_image_set,
@@ -235,27 +236,9 @@ async def generate_image_set(
     await progress.finish()
 
     if row_range:  # a chunk: the parent compiles the manifest of the whole table
-        summary, _ = finish_image_set(
-            plan,
-            location,
-            outcome.records,
-            paid_submissions=outcome.paid_submissions,
-            seconds=outcome.seconds,
-            skipped_done=outcome.skipped_done,
-            spent_usd=outcome.spent_usd,
-            write=False,
-        )
+        summary, _ = finish_run(plan, location, outcome, write=False)
     else:
-        summary, frame = await asyncio.to_thread(
-            finish_image_set,
-            plan,
-            location,
-            outcome.records,
-            paid_submissions=outcome.paid_submissions,
-            seconds=outcome.seconds,
-            skipped_done=outcome.skipped_done,
-            spent_usd=outcome.spent_usd,
-        )
+        summary, frame = await asyncio.to_thread(finish_run, plan, location, outcome)
         await publish_gallery(frame, location, f"{key_base}-gallery")
     await publish_summary(summary, f"{key_base}-summary")
     logger.info("%s", summary.text())

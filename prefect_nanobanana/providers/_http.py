@@ -47,7 +47,8 @@ from ..errors import (
     TransientError,
     redact,
 )
-from ..models import GeneratedImage
+from ..models import GeneratedImage, JobResult
+from .base import ImageProvider
 
 __all__ = [
     "CHUNK_SIZE",
@@ -797,3 +798,36 @@ def unix_to_datetime(value: Any) -> datetime | None:
     if seconds > 1e12:  # milliseconds
         seconds /= 1000
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+class HttpImageProvider(ImageProvider):
+    """What every httpx-based provider client shares: the checked download and closing its client.
+
+    Subclasses set `_http` (their `httpx.AsyncClient`), `_own_http` (whether to close it) and
+    `max_download_bytes` in their constructor."""
+
+    _http: httpx.AsyncClient
+    _own_http: bool
+    max_download_bytes: int
+
+    async def download(
+        self, result: JobResult, dest: Path, *, row_key: str, max_bytes: int | None = None
+    ) -> GeneratedImage:
+        """Stream the image to `dest` atomically and check it (see `download_to_file`).
+
+        A 403/404/410 after `result.expires_at` raises `ImageExpiredError`."""
+        return await download_to_file(
+            self._http,
+            result.image_url,
+            Path(dest),
+            row_key=row_key,
+            job_id=result.job_id,
+            max_bytes=max_bytes or self.max_download_bytes,
+            expires_at=result.expires_at,
+            provider=self.name,
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object created it."""
+        if self._own_http:
+            await self._http.aclose()

@@ -28,7 +28,7 @@ from ..errors import (
     TransientError,
     redact,
 )
-from ..models import GeneratedImage, ImageJob, ImageRequest, JobResult, JobStatus, is_url, utcnow
+from ..models import ImageJob, ImageRequest, JobResult, JobStatus, is_url, utcnow
 from ..ratelimit import (
     TOAPIS_QUERY_BURST,
     TOAPIS_QUERY_RATE,
@@ -43,9 +43,9 @@ from ._http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
     DEFAULT_RETRY_AFTER,
     USER_AGENT,
+    HttpImageProvider,
     check_base_url,
     classify_failure,
-    download_to_file,
     error_body_from_json,
     json_object,
     send,
@@ -54,7 +54,7 @@ from ._http import (
 )
 from ._polling import note_unknown_status, poll_until_done, result_of
 from ._references import MIME_TYPES, read_reference, references_to_send
-from .base import ImageProvider, PollPolicy
+from .base import PollPolicy
 
 __all__ = ["DEFAULT_BASE_URL", "ToAPIsClient", "normalize_base_url", "parse_task"]
 
@@ -173,7 +173,7 @@ def parse_task(
     )
 
 
-class ToAPIsClient(ImageProvider):
+class ToAPIsClient(HttpImageProvider):
     """Async client for ToAPIs' Gemini image models.
 
     Example:
@@ -471,26 +471,3 @@ class ToAPIsClient(ImageProvider):
                 status_code=response.status_code,
             )
         return url
-
-    async def download(
-        self, result: JobResult, dest: Path, *, row_key: str, max_bytes: int | None = None
-    ) -> GeneratedImage:
-        """Stream the image to `dest` atomically and check it (see `_http.download_to_file`).
-
-        A 403/404/410 after `result.expires_at` (24 h on ToAPIs) raises `ImageExpiredError`.
-        """
-        return await download_to_file(
-            self._http,
-            result.image_url,
-            Path(dest),
-            row_key=row_key,
-            job_id=result.job_id,
-            max_bytes=max_bytes or self.max_download_bytes,
-            expires_at=result.expires_at,
-            provider=PROVIDER,
-        )
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._own_http:
-            await self._http.aclose()

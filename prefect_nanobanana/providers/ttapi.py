@@ -21,22 +21,22 @@ import httpx
 
 from ..catalog import ProviderName
 from ..errors import InvalidRequestError, JobFailedError, RateLimitedError, redact
-from ..models import GeneratedImage, ImageJob, ImageRequest, JobResult, JobStatus, is_url, utcnow
+from ..models import ImageJob, ImageRequest, JobResult, JobStatus, is_url, utcnow
 from ..ratelimit import TokenBucket, bucket_key, shared_bucket
 from ._http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
     DEFAULT_RETRY_AFTER,
     USER_AGENT,
+    HttpImageProvider,
     check_base_url,
     classify_failure,
-    download_to_file,
     json_object,
     send,
     text_or_none,
 )
 from ._polling import note_unknown_status, poll_until_done, result_of
 from ._references import data_uri, references_to_send
-from .base import ImageProvider, PollPolicy
+from .base import PollPolicy
 
 __all__ = ["DEFAULT_BASE_URL", "TTAPIClient", "parse_fetch", "parse_generate", "quota_to_usd"]
 
@@ -179,7 +179,7 @@ def parse_fetch(body: dict[str, Any], *, job_id: str, row_key: str = "", model: 
     return ImageJob(**common, status=JobStatus.IN_PROGRESS)
 
 
-class TTAPIClient(ImageProvider):
+class TTAPIClient(HttpImageProvider):
     """Async client for TTAPI's Nano Banana endpoint.
 
     Example:
@@ -367,23 +367,3 @@ class TTAPIClient(ImageProvider):
         """The `data:image/...;base64,` URI to send for a local reference image (checked first:
         exists, at most 10 MB, JPEG/PNG/WebP by content). Nothing is sent anywhere."""
         return await anyio.to_thread.run_sync(data_uri, Path(path))
-
-    async def download(
-        self, result: JobResult, dest: Path, *, row_key: str, max_bytes: int | None = None
-    ) -> GeneratedImage:
-        """Stream the image to `dest` atomically and check it (see `_http.download_to_file`)."""
-        return await download_to_file(
-            self._http,
-            result.image_url,
-            Path(dest),
-            row_key=row_key,
-            job_id=result.job_id,
-            max_bytes=max_bytes or self.max_download_bytes,
-            expires_at=result.expires_at,
-            provider=PROVIDER,
-        )
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._own_http:
-            await self._http.aclose()
