@@ -8,6 +8,8 @@ import html
 import io
 import logging
 import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
 
@@ -126,8 +128,47 @@ def _thumbnail_data_uri(data: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 
-def gallery_markdown(frame: pd.DataFrame, location: OutputLocation) -> str:
-    """Small inline thumbnails with their prompts, capped in count and size so the UI stays fast."""
+class Thumbnails:
+    """Makes the gallery's thumbnails while the run goes, in worker threads, so that publishing the
+    gallery adds almost nothing after the last image. Only the rows the gallery will show (the first
+    `GALLERY_MAX_IMAGES` of the plan) are thumbnailed."""
+
+    def __init__(self, location: OutputLocation, row_keys: Sequence[str]) -> None:
+        self.location = location
+        self.wanted = set(row_keys[:GALLERY_MAX_IMAGES])
+        self.uris: dict[str, str] = {}
+        self._pending: list[asyncio.Future[None]] = []
+        # One thread: a 4K image decodes to about 50 MB, and several at once would set the run's peak memory.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanobanana-thumbnails")
+
+    def on_record(self, record: RowRecord) -> None:
+        if record.status == "succeeded" and record.image_path and record.row_key in self.wanted:
+            self._pending.append(
+                asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._make, record.row_key, record.image_path
+                )
+            )
+
+    def _make(self, row_key: str, path: str) -> None:
+        try:
+            self.uris[row_key] = _thumbnail_data_uri(
+                self.location.read_bytes(path.removeprefix(self.location.url + "/"))
+            )
+        except Exception:  # a missing or unreadable image is left to the gallery's own attempt
+            logger.debug("no thumbnail for %s", path, exc_info=True)
+
+    async def wait(self) -> dict[str, str]:
+        await asyncio.gather(*self._pending, return_exceptions=True)
+        self._executor.shutdown(wait=False)
+        return self.uris
+
+
+def gallery_markdown(
+    frame: pd.DataFrame, location: OutputLocation, ready: Mapping[str, str] | None = None
+) -> str:
+    """Small inline thumbnails with their prompts, capped in count and size so the UI stays fast.
+
+    `ready` holds thumbnails already made (by row key); the others are made here."""
     lines = ["| # | image | prompt | model |", "|---|---|---|---|"]
     used = 0
     shown = 0
@@ -138,7 +179,7 @@ def gallery_markdown(frame: pd.DataFrame, location: OutputLocation) -> str:
             break
         rel = line.image_path.removeprefix(location.url + "/")
         try:
-            uri = _thumbnail_data_uri(location.read_bytes(rel))
+            uri = (ready or {}).get(str(line.row_key)) or _thumbnail_data_uri(location.read_bytes(rel))
         except Exception:  # a missing or unreadable image is left out of the gallery, not fatal
             logger.debug("no thumbnail for %s", rel, exc_info=True)
             continue
@@ -154,8 +195,11 @@ def gallery_markdown(frame: pd.DataFrame, location: OutputLocation) -> str:
     return head + "\n".join(lines)
 
 
-async def publish_gallery(frame: pd.DataFrame, location: OutputLocation, key: str) -> None:
-    markdown = await asyncio.to_thread(gallery_markdown, frame, location)
+async def publish_gallery(
+    frame: pd.DataFrame, location: OutputLocation, key: str, thumbnails: Thumbnails | None = None
+) -> None:
+    ready = await thumbnails.wait() if thumbnails is not None else None
+    markdown = await asyncio.to_thread(gallery_markdown, frame, location, ready)
     await acreate_markdown_artifact(
         markdown=markdown, key=key, description="Thumbnails of the generated images"
     )

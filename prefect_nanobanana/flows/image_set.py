@@ -35,9 +35,17 @@ from ..imageset import (
     planned_records,
     run_image_set,
 )
+from ..journal import RowRecord
 from ..providers.base import ImageProvider
 from ..storage import OutputLocation
-from .artifacts import ProgressReporter, artifact_key, publish_gallery, publish_problems, publish_summary
+from .artifacts import (
+    ProgressReporter,
+    Thumbnails,
+    artifact_key,
+    publish_gallery,
+    publish_problems,
+    publish_summary,
+)
 
 ModelChoice = Literal[tuple(all_model_names())]  # type: ignore[valid-type]
 AspectRatioChoice = Literal[
@@ -218,6 +226,12 @@ async def generate_image_set(
     )
     given = {"toapis": toapis_credentials, "ttapi": ttapi_credentials}
     progress = ProgressReporter(len(plan.rows), f"{key_base}-progress")
+    thumbnails = Thumbnails(location, [r.request.row_key for r in plan.rows])
+
+    def on_record(record: RowRecord) -> None:
+        progress.on_record(record)
+        thumbnails.on_record(record)
+
     await progress.start()
     async with AsyncExitStack() as stack:
         clients: dict[str, ImageProvider] = {}
@@ -231,16 +245,18 @@ async def generate_image_set(
                 concurrency(concurrency_limit, occupy=max_concurrency, strict=True)
             )
         outcome = await run_image_set(
-            plan, clients, location, settings, listener=progress.on_record, flow_run_id=flow_run_id
+            plan, clients, location, settings, listener=on_record, flow_run_id=flow_run_id
         )
-    await progress.finish()
-
     if row_range:  # a chunk: the parent compiles the manifest of the whole table
         summary, _ = finish_run(plan, location, outcome, write=False)
+        await asyncio.gather(progress.finish(), publish_summary(summary, f"{key_base}-summary"))
     else:
         summary, frame = await asyncio.to_thread(finish_run, plan, location, outcome)
-        await publish_gallery(frame, location, f"{key_base}-gallery")
-    await publish_summary(summary, f"{key_base}-summary")
+        await asyncio.gather(
+            progress.finish(),
+            publish_gallery(frame, location, f"{key_base}-gallery", thumbnails),
+            publish_summary(summary, f"{key_base}-summary"),
+        )
     logger.info("%s", summary.text())
     if outcome.stop_error is not None:
         raise outcome.stop_error

@@ -1,7 +1,8 @@
 """Waiting for an asynchronous job: one polling loop for every provider that has job ids to poll.
 
 The schedule follows the ToAPIs guidance (providers.md 1.4): a first poll after `first_delay`, then
-every `uniform(min_interval, max_interval)` seconds, until `deadline` seconds have passed. Each poll
+every `min_interval` to `max_interval` seconds (placed by the job's reported progress when there is
+one, see `next_poll_delay`), until `deadline` seconds have passed. Each poll
 goes through the caller's `fetch`, which draws from the provider's shared query bucket, so that all
 waits in a process stay under the provider's query rate. Rate limits and transient failures of a
 poll are waited out within the deadline; anything else ends the wait.
@@ -75,6 +76,19 @@ def result_of(job: ImageJob, *, api_key: str | None = None) -> JobResult:
     return job.result
 
 
+def next_poll_delay(policy: PollPolicy, elapsed: float, progress: int | None) -> float:
+    """How long to wait before the next poll: always within [min_interval, max_interval].
+
+    When the provider reports progress, `p`% after `elapsed` seconds suggests `elapsed*(100-p)/p`
+    more, and the poll is placed there (never sooner or later than the documented interval allows),
+    which finds finished jobs sooner than a random point of the interval would; without progress,
+    a random point of the interval (the documented jitter)."""
+    if progress is not None and 0 < progress < 100 and elapsed > 0:
+        expected = elapsed * (100 - progress) / progress * random.uniform(1.0, 1.1)
+        return min(policy.max_interval, max(policy.min_interval, expected))
+    return random.uniform(policy.min_interval, policy.max_interval)
+
+
 async def poll_until_done(
     fetch: Fetch, job: ImageJob, policy: PollPolicy, *, api_key: str | None = None
 ) -> JobResult:
@@ -98,6 +112,7 @@ async def poll_until_done(
         if delay > 0 and remaining > 0:
             await asyncio.sleep(min(delay, remaining))
         delay = random.uniform(policy.min_interval, policy.max_interval)
+        elapsed = time.monotonic() - started
         try:
             current = await fetch(max(0.0, deadline - time.monotonic()))
         except BucketTimeout:
@@ -114,6 +129,7 @@ async def poll_until_done(
             last_status = current.status.value
             if current.status.terminal:
                 return result_of(current, api_key=api_key)
+            delay = next_poll_delay(policy, elapsed, current.progress)
         if time.monotonic() >= deadline:
             why = f"; last problem: {last_problem}" if last_problem else ""
             raise JobTimedOutError(
