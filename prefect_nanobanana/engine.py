@@ -319,20 +319,13 @@ class RowEngine:
         self._load_state()[row.record.row_key] = row.record
         return row.record
 
-    def _relative(self, path: str) -> str | None:
-        for prefix in (self.location.url + "/", self.location.root + "/"):
-            if path.startswith(prefix):
-                return path[len(prefix) :]
-        return None
-
     def _image_present(self, record: RowRecord) -> bool:
-        rel = self._relative(record.image_path) if record.image_path else None
-        return rel is not None and (rel in self._existing_files or self.location.exists(rel))
+        return self.journal.is_finished(record, self._existing_files) or self.journal.is_finished(record)
 
     def done_record(self, request: ImageRequest) -> RowRecord | None:
         """The record of a row already finished with its image still in place, else None."""
         record = self._load_state().get(request.row_key)
-        if record is not None and record.status == "succeeded" and self._image_present(record):
+        if record is not None and self._image_present(record):
             return record
         return None
 
@@ -388,7 +381,7 @@ class RowEngine:
     async def run_row(self, work: RowWork) -> RowRecord:
         """Take one row as far as it can go. Row-level failures end up in the record, never raised."""
         row = self._start(work)
-        if row.record.status == "succeeded" and self._image_present(row.record):
+        if self._image_present(row.record):
             return self._notify(row.record)
         if self.stop_error is not None:
             return self._notify(
@@ -572,7 +565,7 @@ class RowEngine:
                 continue
             cost = result.cost_usd if result.cost_usd is not None else row.estimate
             self._settle(row, paid=True, actual=cost)
-            rel = self._relative(image.path)
+            rel = self.location.relative(image.path)
             if rel:
                 self._existing_files.add(rel)
             return await self._save(

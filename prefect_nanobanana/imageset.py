@@ -115,19 +115,14 @@ def estimate_plan(
     plan: ImageSetPlan, location: OutputLocation, price_overrides: dict[str, float] | None = None
 ) -> dict[str, Any]:
     """What a run would do and cost: rows already done are free. Makes no provider call."""
-    done = RowJournal(location).load_all()
+    journal = RowJournal(location)
+    done = journal.load_all()
     existing = set(location.list_files())
     to_submit = 0
     cost = 0.0
     already = 0
     for row in plan.rows:
-        record = done.get(row.request.row_key)
-        if (
-            record
-            and record.status == "succeeded"
-            and record.image_path
-            and any(record.image_path.endswith("/" + f) for f in existing if f.startswith(row.name))
-        ):
+        if journal.is_finished(done.get(row.request.row_key), existing):
             already += 1
             continue
         to_submit += 1

@@ -93,6 +93,16 @@ class RowJournal:
             return None
         return RowRecord.model_validate_json(data)
 
+    def is_finished(self, record: RowRecord | None, existing: set[str] | None = None) -> bool:
+        """True when `record` says succeeded and its image is still in the location (`existing`, a set
+        of relative paths listed once, saves one existence check per row)."""
+        if record is None or record.status != "succeeded" or not record.image_path:
+            return False
+        rel = self.location.relative(record.image_path)
+        if rel is None:
+            return False
+        return rel in existing if existing is not None else self.location.exists(rel)
+
     def load_all(self) -> dict[str, RowRecord]:
         """Every record in the location, by row key (unreadable records are skipped, not fatal)."""
         files = [f for f in self.location.list_files(JOURNAL_DIR) if f.endswith(".json")]

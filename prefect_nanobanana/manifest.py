@@ -141,7 +141,7 @@ def contact_sheet_html(frame: pd.DataFrame, location: OutputLocation, *, title: 
         meta = html.escape(
             " · ".join(str(v) for v in (line.model, line.aspect_ratio, line.resolution) if isinstance(v, str))
         )
-        rel = _relative(str(line.image_path), location) if isinstance(line.image_path, str) else None
+        rel = location.relative(line.image_path) if isinstance(line.image_path, str) else None
         if status == "succeeded" and rel:
             src = html.escape(rel)
             media = f'<a href="{src}"><img loading="lazy" src="{src}" alt="{prompt[:80]}"></a>'
@@ -171,13 +171,6 @@ figcaption{{padding:.5rem;font-size:.85rem;line-height:1.3}}
 {chr(10).join(cards)}
 </div></body></html>
 """
-
-
-def _relative(path: str, location: OutputLocation) -> str | None:
-    for prefix in (location.url + "/", location.root + "/"):
-        if path.startswith(prefix):
-            return path[len(prefix) :]
-    return None
 
 
 def write_contact_sheet(location: OutputLocation, frame: pd.DataFrame, *, title: str = "Image set") -> str:

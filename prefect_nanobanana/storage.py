@@ -73,6 +73,13 @@ class OutputLocation:
         """What a user can open: the local path, or the fsspec URL, of `rel`."""
         return f"{self.url}/{safe_relpath(rel)}"
 
+    def relative(self, path: str) -> str | None:
+        """The relative path of `path` (a URL or filesystem path inside this location), else None."""
+        for prefix in (self.url + "/", self.root + "/"):
+            if path.startswith(prefix):
+                return path[len(prefix) :]
+        return None
+
     def local_path(self, rel: str) -> Path:
         if not self.is_local:
             raise ValueError(f"{self.url} is not a local directory")

@@ -152,7 +152,7 @@ class Thumbnails:
     def _make(self, row_key: str, path: str) -> None:
         try:
             self.uris[row_key] = _thumbnail_data_uri(
-                self.location.read_bytes(path.removeprefix(self.location.url + "/"))
+                self.location.read_bytes(self.location.relative(path) or path)
             )
         except Exception:  # a missing or unreadable image is left to the gallery's own attempt
             logger.debug("no thumbnail for %s", path, exc_info=True)
@@ -177,7 +177,7 @@ def gallery_markdown(
             continue
         if shown >= GALLERY_MAX_IMAGES or used >= GALLERY_MAX_BYTES:
             break
-        rel = line.image_path.removeprefix(location.url + "/")
+        rel = location.relative(line.image_path) or line.image_path
         try:
             uri = (ready or {}).get(str(line.row_key)) or _thumbnail_data_uri(location.read_bytes(rel))
         except Exception:  # a missing or unreadable image is left out of the gallery, not fatal

@@ -163,12 +163,9 @@ def _download_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> 
     row_key = parameters.get("row_key") or parameters["result"].job_id
     destination = str(parameters["destination"])
     key = hashlib.sha256(f"{row_key}|{destination}".encode()).hexdigest()[:32]
-    record = RowJournal(OutputLocation(destination)).get(row_key) if row_key else None
-    if record and record.image_path and record.status == "succeeded":
-        location = OutputLocation(destination)
-        rel = record.image_path.removeprefix(location.url + "/")
-        if location.exists(rel):
-            return f"nanobanana-download-{key}"
+    journal = RowJournal(OutputLocation(destination))
+    if row_key and journal.is_finished(journal.get(row_key)):
+        return f"nanobanana-download-{key}"
     return f"nanobanana-download-{key}-{uuid.uuid4().hex}"
 
 
@@ -197,21 +194,20 @@ async def download_image(
     location = OutputLocation(destination)
     key = row_key or result.job_id
     if row_key:
-        done = RowJournal(location).get(row_key)
-        if done is not None and done.status == "succeeded" and done.image_path and done.sha256:
-            rel = done.image_path.removeprefix(location.url + "/")
-            if location.exists(rel):
-                get_run_logger().info("%s is already in place; nothing to download", done.image_path)
-                return GeneratedImage(
-                    row_key=row_key,
-                    job_id=done.job_id,
-                    path=done.image_path,
-                    sha256=done.sha256,
-                    width=done.width or 0,
-                    height=done.height or 0,
-                    bytes=done.bytes or 0,
-                    format=rel.rsplit(".", 1)[-1].upper().replace("JPG", "JPEG"),
-                )
+        journal = RowJournal(location)
+        done = journal.get(row_key)
+        if done is not None and done.image_path and done.sha256 and journal.is_finished(done):
+            get_run_logger().info("%s is already in place; nothing to download", done.image_path)
+            return GeneratedImage(
+                row_key=row_key,
+                job_id=done.job_id,
+                path=done.image_path,
+                sha256=done.sha256,
+                width=done.width or 0,
+                height=done.height or 0,
+                bytes=done.bytes or 0,
+                format=done.image_path.rsplit(".", 1)[-1].upper().replace("JPG", "JPEG"),
+            )
     async with credentials.get_client() as client:
         image = await download_into(client, result, location, name, row_key=key)
     if row_key:
