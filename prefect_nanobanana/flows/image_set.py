@@ -35,7 +35,7 @@ from ..imageset import (
     planned_records,
     run_image_set,
 )
-from ..journal import RowRecord
+from ..journal import RowJournal, RowRecord
 from ..providers.base import ImageProvider
 from ..storage import OutputLocation
 from .artifacts import (
@@ -306,8 +306,6 @@ async def _run_chunks(
         )
 
     results = await asyncio.gather(*(one(b) for b in ranges), return_exceptions=True)
-    from ..journal import RowJournal
-
     records = RowJournal(location).load_all()
     ordered = [records[r.request.row_key] for r in plan.rows if r.request.row_key in records]
     paid = sum(r.get("paid_submissions", 0) for r in results if isinstance(r, dict))
