@@ -11,14 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any, cast
 
-from pydantic import SecretStr
-
+from .blocks.credentials import ENV_KEYS
 from .catalog import PROVIDERS, RESOLUTIONS, all_model_names
 from .engine import EngineSettings
 from .errors import NanoBananaError, TableValidationError
@@ -28,7 +26,6 @@ from .providers.base import ImageProvider
 from .storage import OutputLocation
 
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_INVALID, EXIT_STOPPED = 0, 1, 2, 3
-ENV_KEYS = {"toapis": "TOAPIS_API_KEY", "ttapi": "TTAPI_API_KEY"}
 
 
 def _add_table_args(p: argparse.ArgumentParser) -> None:
@@ -95,22 +92,18 @@ def _options(args: argparse.Namespace) -> ImageSetOptions:
 
 
 def _client(provider: str, args: argparse.Namespace) -> ImageProvider:
-    from .blocks.credentials import CREDENTIALS_BY_PROVIDER
+    from .blocks.credentials import CREDENTIALS_BY_PROVIDER, client_for, credentials_from_env
 
-    cls = CREDENTIALS_BY_PROVIDER[provider]
     if args.credentials_block:
         # `_sync=True`: this runs inside the event loop, where `load` would return a coroutine.
-        creds = cast(Any, cls).load(args.credentials_block, _sync=True)
+        creds = cast(Any, CREDENTIALS_BY_PROVIDER[provider]).load(args.credentials_block, _sync=True)
     else:
-        key = os.environ.get(ENV_KEYS[provider])
-        if not key:
+        creds = credentials_from_env(provider)
+        if creds is None:
             raise SystemExit(
                 f"nanobanana: set {ENV_KEYS[provider]} or pass --credentials-block for {provider} rows"
             )
-        creds = cls(api_key=SecretStr(key))
-    if args.base_url:
-        creds = creds.model_copy(update={"base_url": args.base_url})
-    return creds.get_client()  # type: ignore[no-any-return]
+    return client_for(creds, args.base_url)
 
 
 class _Progress:

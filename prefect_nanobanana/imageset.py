@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,11 +24,9 @@ from .manifest import Summary, count_statuses, manifest_frame, write_contact_she
 from .models import ImageRequest, is_url
 from .providers.base import ImageProvider
 from .storage import OutputLocation
-from .tables import PlannedRow, TablePlan, load_table, plan_table
+from .tables import PlannedRow, TablePlan, TableSource, load_table, plan_table
 
 logger = logging.getLogger("prefect_nanobanana.imageset")
-
-TableSource = Any  # a path or URL, inline rows, a JSON string of rows, or a pandas DataFrame
 
 
 @dataclass
@@ -138,7 +135,7 @@ def estimate_plan(
     }
 
 
-def planned_records(plan: ImageSetPlan) -> list[RowRecord]:
+def planned_records(plan: ImageSetPlan, price_overrides: dict[str, float] | None = None) -> list[RowRecord]:
     """Manifest lines for a dry run: every valid row as `planned` with its estimated cost."""
     return [
         RowRecord(
@@ -151,7 +148,7 @@ def planned_records(plan: ImageSetPlan) -> list[RowRecord]:
             aspect_ratio=r.request.aspect_ratio,
             resolution=r.request.resolution,
             status="planned",
-            cost=estimate_price(r.request.spec, r.request.resolution),
+            cost=estimate_price(r.request.spec, r.request.resolution, price_overrides),
             cost_source="estimated",
         )
         for r in plan.rows
@@ -279,12 +276,3 @@ def finish_run(
         spent_usd=outcome.spent_usd,
         write=write,
     )
-
-
-async def open_clients(
-    providers: Sequence[str],
-    factory: Callable[[str], ImageProvider],
-    stack: AsyncExitStack,
-) -> dict[str, ImageProvider]:
-    """One client per provider, closed with `stack`."""
-    return {p: await stack.enter_async_context(factory(p)) for p in providers}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import io
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,10 +128,6 @@ def write_manifests(location: OutputLocation, frame: pd.DataFrame) -> str:
     return url
 
 
-def read_manifest(location: OutputLocation) -> pd.DataFrame:
-    return pd.read_parquet(io.BytesIO(location.read_bytes("manifest.parquet")))
-
-
 def contact_sheet_html(frame: pd.DataFrame, location: OutputLocation, *, title: str = "Image set") -> str:
     """A static page of every image with its prompt and status; image links are relative."""
     cards: list[str] = []
@@ -175,7 +171,3 @@ figcaption{{padding:.5rem;font-size:.85rem;line-height:1.3}}
 
 def write_contact_sheet(location: OutputLocation, frame: pd.DataFrame, *, title: str = "Image set") -> str:
     return location.write_text("index.html", contact_sheet_html(frame, location, title=title))
-
-
-def records_in_order(records: dict[str, RowRecord], keys: Sequence[str]) -> list[RowRecord]:
-    return [records[k] for k in keys if k in records]

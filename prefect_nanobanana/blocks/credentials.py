@@ -6,13 +6,14 @@ provider client's request headers, never a log line, a parameter, a result or an
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar, Union
 
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
 from ..catalog import ProviderName
-from ..providers.base import PollPolicy
+from ..providers.base import ImageProvider, PollPolicy
 from ..providers.toapis import ToAPIsClient
 from ..providers.ttapi import TTAPIClient
 
@@ -179,3 +180,21 @@ CREDENTIALS_BY_PROVIDER: dict[str, type[ToAPIsCredentials] | type[TTAPICredentia
     "toapis": ToAPIsCredentials,
     "ttapi": TTAPICredentials,
 }
+
+ENV_KEYS = {"toapis": "TOAPIS_API_KEY", "ttapi": "TTAPI_API_KEY"}
+"""Environment variables that scripts and the CLI may use instead of a saved block."""
+
+
+def credentials_from_env(provider: str) -> ToAPIsCredentials | TTAPICredentials | None:
+    """An unsaved block built from `TOAPIS_API_KEY` / `TTAPI_API_KEY`, or None when it is not set."""
+    key = os.environ.get(ENV_KEYS[provider])
+    return CREDENTIALS_BY_PROVIDER[provider](api_key=SecretStr(key)) if key else None
+
+
+def client_for(
+    credentials: ToAPIsCredentials | TTAPICredentials, base_url: str | None = None
+) -> ImageProvider:
+    """The block's client, at `base_url` instead of the block's own when given (e.g. the emulator)."""
+    if base_url:
+        credentials = credentials.model_copy(update={"base_url": base_url})
+    return credentials.get_client()

@@ -12,7 +12,6 @@ global concurrency limit shared by every worker.
 # by value, with only the globals its body uses, so string annotations such as "Optional[...]"
 # could not be resolved there and every served run would fail parameter validation.
 import asyncio
-import os
 from contextlib import AsyncExitStack
 from typing import Any, Literal, Optional, Union
 
@@ -20,9 +19,15 @@ from prefect import flow, get_run_logger
 from prefect.concurrency.asyncio import concurrency
 from prefect.context import get_run_context
 from prefect.deployments import arun_deployment
-from pydantic import SecretStr
 
-from ..blocks.credentials import CREDENTIALS_BY_PROVIDER, ToAPIsCredentials, TTAPICredentials
+from ..blocks.credentials import (
+    CREDENTIALS_BY_PROVIDER,
+    ENV_KEYS,
+    ToAPIsCredentials,
+    TTAPICredentials,
+    client_for,
+    credentials_from_env,
+)
 from ..catalog import PROVIDERS, all_model_names
 from ..engine import EngineSettings
 from ..errors import AuthenticationError, NanoBananaError, TableValidationError
@@ -52,7 +57,6 @@ AspectRatioChoice = Literal[
     "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9", "1:4", "4:1", "1:8", "8:1"
 ]
 ResolutionChoice = Literal["0.5K", "1K", "2K", "4K"]
-ENV_KEYS = {"toapis": "TOAPIS_API_KEY", "ttapi": "TTAPI_API_KEY"}
 
 
 class ImageSetIncomplete(Exception):
@@ -71,19 +75,13 @@ async def resolve_credentials(
         return await cls.aload(given)  # type: ignore[return-value]
     if given is not None:
         raise TypeError(f"credentials for {provider} must be a {cls.__name__} block or its name")
-    key = os.environ.get(ENV_KEYS[provider])
-    if key:
-        return cls(api_key=SecretStr(key))
+    from_env = credentials_from_env(provider)
+    if from_env is not None:
+        return from_env
     raise AuthenticationError(
         f"no credentials for {provider}: pass a {cls.__name__} block (or its name), or set {ENV_KEYS[provider]}",
         provider=provider,
     )
-
-
-def _client(creds: ToAPIsCredentials | TTAPICredentials, base_url: str | None) -> ImageProvider:
-    if base_url:
-        creds = creds.model_copy(update={"base_url": base_url})
-    return creds.get_client()
 
 
 def _flow_run_id() -> str | None:
@@ -209,7 +207,7 @@ async def generate_image_set(
 
     if dry_run:
         estimate = await asyncio.to_thread(estimate_plan, plan, location, price_overrides)
-        summary, _ = finish_image_set(plan, location, planned_records(plan), write=False)
+        summary, _ = finish_image_set(plan, location, planned_records(plan, price_overrides), write=False)
         await publish_summary(summary, f"{key_base}-summary", dry_run=True, estimate=estimate)
         logger.info("dry run: %s", estimate)
         return {**summary.to_dict(), "dry_run": True, "estimate": estimate}
@@ -237,7 +235,7 @@ async def generate_image_set(
         clients: dict[str, ImageProvider] = {}
         for name in plan.providers():
             creds = await resolve_credentials(name, given[name])
-            clients[name] = await stack.enter_async_context(_client(creds, base_url))
+            clients[name] = await stack.enter_async_context(client_for(creds, base_url))
         if concurrency_limit:
             # One acquisition for the whole run: a per-image acquisition would cost more than the image's
             # own API calls on a busy Prefect server, and `occupy` still bounds jobs in flight across workers.
